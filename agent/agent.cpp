@@ -1,0 +1,222 @@
+#include "agent/agent.h"
+
+#include <csignal>
+
+#include "exporters/exposition.h"
+
+namespace nodeperf {
+
+namespace asio = boost::asio;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+HttpLimits limits_of(const Config& c) { return {c.max_connections, c.idle_timeout, c.max_request_bytes}; }
+
+// True if an Accept-Encoding header allows gzip (and does not say q=0).
+bool accepts_gzip(std::string_view header) {
+  while (!header.empty()) {
+    size_t comma = header.find(',');
+    std::string_view item = header.substr(0, comma);
+    header = comma == std::string_view::npos ? std::string_view() : header.substr(comma + 1);
+    size_t semi = item.find(';');
+    std::string_view coding = item.substr(0, semi);
+    while (!coding.empty() && coding.front() == ' ') coding.remove_prefix(1);
+    while (!coding.empty() && coding.back() == ' ') coding.remove_suffix(1);
+    if (coding != "gzip" && coding != "*") continue;
+    std::string_view params = semi == std::string_view::npos ? std::string_view() : item.substr(semi);
+    bool refused = params.find("q=0") != std::string_view::npos && params.find("q=0.") == std::string_view::npos;
+    if (!refused) return true;
+  }
+  return false;
+}
+
+constexpr std::string_view kIndexPage =
+    "<!DOCTYPE html>\n<html><head><title>nodeperf</title></head><body>\n"
+    "<h1>nodeperf</h1>\n<p>Node performance agent, version " NODEPERF_VERSION ".</p>\n<ul>\n"
+    "<li><a href=\"/metrics\">/metrics</a>: Prometheus exposition</li>\n"
+    "<li><a href=\"/healthz\">/healthz</a>: liveness (the tick loop is running)</li>\n"
+    "<li><a href=\"/readyz\">/readyz</a>: readiness (a first snapshot exists)</li>\n"
+    "</ul>\n</body></html>\n";
+
+}  // namespace
+
+Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flags)
+    : config_(std::move(config)),
+      config_file_(std::move(config_file)),
+      flags_(std::move(flags)),
+      timer_(io_),
+      signals_(io_, SIGINT, SIGTERM, SIGHUP),
+      server_(io_, config_.listen_address, limits_of(config_)) {
+  set_log_level(config_.log_level);
+  build_collectors();
+  server_.route("/metrics", [this](const HttpRequest& r) { return serve_metrics(r); });
+  server_.route("/healthz", [this](const HttpRequest&) {
+    // Alive while ticks keep happening; a stuck loop fails liveness.
+    auto limit = std::max<Clock::duration>(std::chrono::seconds(10), 5 * config_.tick);
+    if (Clock::now() - last_tick_done_ > limit && snapshot_) {
+      return HttpResponse::text(503, "tick loop stalled\n");
+    }
+    return HttpResponse::text(200, "ok\n");
+  });
+  server_.route("/readyz", [this](const HttpRequest&) {
+    if (!snapshot_) return HttpResponse::text(503, "no snapshot yet\n");
+    return HttpResponse::text(200, "ok\n");
+  });
+  server_.route("/", [](const HttpRequest&) {
+    return HttpResponse::text(200, std::string(kIndexPage), "text/html; charset=utf-8");
+  });
+}
+
+Agent::~Agent() = default;
+
+void Agent::build_collectors() {
+  collectors_.clear();
+  for (const CollectorFactory& f : collector_factories()) {
+    if (!config_.enabled(f.name)) continue;
+    collectors_.push_back(CollectorState{&f, f.make(config_), false, 0, LogLimiter()});
+  }
+}
+
+int Agent::run() {
+  auto ep = server_.local_endpoint();
+  log_info("listening on " + ep.address().to_string() + ":" + std::to_string(ep.port()) + " (tick " +
+           std::to_string(config_.tick.count()) + "ms, " + std::to_string(collectors_.size()) + " collectors)");
+  signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+    if (!ec) on_signal(sig);
+  });
+  server_.start();
+  next_tick_ = Clock::now();
+  asio::post(io_, [this] { tick(); });
+  io_.run();
+  log_info("stopped");
+  return 0;
+}
+
+void Agent::on_signal(int sig) {
+  if (sig == SIGHUP) {
+    reload();
+    signals_.async_wait([this](const boost::system::error_code& ec, int s) {
+      if (!ec) on_signal(s);
+    });
+    return;
+  }
+  log_info(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
+  server_.stop();
+  timer_.cancel();
+  signals_.cancel();
+  io_.stop();
+}
+
+void Agent::reload() {
+  Config next;
+  try {
+    next = build_config(config_file_, flags_);
+  } catch (const ConfigError& e) {
+    log_error(std::string("reload rejected, keeping the running config: ") + e.what());
+    return;
+  }
+  if (next.listen_address != config_.listen_address) {
+    log_warn("web.listen_address changes need a restart; still serving on " + config_.listen_address);
+    next.listen_address = config_.listen_address;
+  }
+  bool tick_changed = next.tick != config_.tick;
+  config_ = std::move(next);
+  set_log_level(config_.log_level);
+  server_.set_limits(limits_of(config_));
+  build_collectors();
+  if (tick_changed) {  // take the new interval from now on
+    next_tick_ = Clock::now() + config_.tick;
+    timer_.expires_at(next_tick_);
+    timer_.async_wait([this](const boost::system::error_code& ec) {
+      if (!ec) tick();
+    });
+  }
+  log_info("configuration reloaded" + (config_file_.empty() ? std::string() : " from " + config_file_));
+}
+
+void Agent::tick() {
+  SampleSink sink;
+  for (CollectorState& c : collectors_) {
+    auto start = Clock::now();
+    Status status;
+    try {
+      status = c.collector->collect(sink);
+    } catch (const std::exception& e) {
+      status = Status::failed(std::string("unexpected error: ") + e.what());
+    }
+    c.duration_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    c.up = status.kind != Status::Kind::failed;
+    if (status.kind != Status::Kind::ok) {
+      ++collector_errors_[std::string(c.factory->name)];
+      c.limiter.log(LogLevel::warn, "collector " + std::string(c.factory->name) + ": " + status.error);
+    }
+  }
+  add_self_metrics(sink, sink.series());
+  snapshot_ = std::make_shared<const Snapshot>(std::move(sink), config_.node_exporter_compat,
+                                               std::chrono::system_clock::now());
+  last_tick_done_ = Clock::now();
+  schedule_tick();
+}
+
+void Agent::schedule_tick() {
+  // Fixed rate: the next tick is one interval after the last one was due; a
+  // tick that overran skips the slots it missed rather than bunching up.
+  next_tick_ += config_.tick;
+  if (auto now = Clock::now(); next_tick_ <= now) next_tick_ = now + config_.tick;
+  timer_.expires_at(next_tick_);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (!ec) tick();
+  });
+}
+
+void Agent::add_self_metrics(SampleSink& sink, size_t collected_series) {
+  namespace m = agent_metric;
+  auto table = agent_metrics();
+  sink.add(table[m::build_info], 1,
+           {{"version", NODEPERF_VERSION}, {"revision", NODEPERF_REVISION}, {"compiler", "gcc " __VERSION__}});
+  for (const CollectorState& c : collectors_) sink.add(table[m::collector_up], c.up ? 1 : 0, {{"collector", c.factory->name}});
+  for (const CollectorState& c : collectors_) {
+    sink.add(table[m::collector_duration], c.duration_seconds, {{"collector", c.factory->name}});
+  }
+  for (const CollectorState& c : collectors_) {
+    auto it = collector_errors_.find(c.factory->name);
+    sink.add(table[m::collector_errors], it == collector_errors_.end() ? 0.0 : static_cast<double>(it->second),
+             {{"collector", c.factory->name}});
+  }
+  sink.add(table[m::scrapes], static_cast<double>(scrapes_));
+  sink.add(table[m::scrape_bytes], static_cast<double>(scrape_bytes_));
+  sink.add(table[m::scrape_duration], scrape_seconds_);
+  const HttpStats& http = server_.stats();
+  for (auto [code, n] : http.responses_by_code) {
+    sink.add(table[m::http_requests], static_cast<double>(n), {{"code", std::to_string(code)}});
+  }
+  sink.add(table[m::http_connections_open], static_cast<double>(http.connections_open));
+  sink.add(table[m::http_connections_evicted], static_cast<double>(http.connections_evicted));
+  sink.add(table[m::snapshot_series], static_cast<double>(collected_series));
+}
+
+HttpResponse Agent::serve_metrics(const HttpRequest& request) {
+  auto start = Clock::now();
+  if (!snapshot_) return HttpResponse::text(503, "no snapshot yet\n");
+  auto header = [&](boost::beast::http::field f) {
+    auto it = request.headers.find(f);
+    return it == request.headers.end() ? std::string_view() : std::string_view(it->value());
+  };
+  bool om = header(boost::beast::http::field::accept).find("application/openmetrics-text") != std::string_view::npos;
+  bool gz = accepts_gzip(header(boost::beast::http::field::accept_encoding));
+  using Body = Snapshot::Body;
+  Body which = om ? (gz ? Body::openmetrics_gzip : Body::openmetrics)
+                  : (gz ? Body::prometheus_text_gzip : Body::prometheus_text);
+  HttpResponse res;
+  res.content_type = std::string(om ? kOpenMetricsContentType : kPrometheusTextContentType);
+  if (gz) res.content_encoding = "gzip";
+  res.view = snapshot_->body(which);
+  res.keep_alive = snapshot_;
+  ++scrapes_;
+  scrape_bytes_ += res.view.size();
+  scrape_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+  return res;
+}
+
+}  // namespace nodeperf

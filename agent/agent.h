@@ -1,0 +1,68 @@
+// The daemon: one io_context runs the tick timer, the signal handlers and
+// the HTTP server. Each tick runs every enabled collector and publishes an
+// immutable snapshot; scrapes serve the last snapshot.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/snapshot.h"
+#include "collectors/collector.h"
+#include "exporters/http_server.h"
+
+namespace nodeperf {
+
+class Agent {
+ public:
+  // Binds the listen address; throws std::runtime_error if it cannot.
+  Agent(Config config, std::string config_file, std::vector<FlagValue> flags);
+  ~Agent();
+
+  // Runs until SIGTERM or SIGINT; returns the process exit code.
+  int run();
+
+ private:
+  struct CollectorState {
+    const CollectorFactory* factory;
+    std::unique_ptr<Collector> collector;
+    bool up = false;
+    double duration_seconds = 0;
+    LogLimiter limiter;
+  };
+
+  void build_collectors();
+  void tick();
+  void schedule_tick();
+  void on_signal(int signal);
+  void reload();
+  void add_self_metrics(SampleSink& sink, size_t collected_series);
+  HttpResponse serve_metrics(const HttpRequest& request);
+
+  Config config_;
+  std::string config_file_;
+  std::vector<FlagValue> flags_;
+
+  boost::asio::io_context io_;
+  boost::asio::steady_timer timer_;
+  boost::asio::signal_set signals_;
+  HttpServer server_;
+
+  std::vector<CollectorState> collectors_;
+  std::map<std::string, uint64_t, std::less<>> collector_errors_;  // kept across reloads
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::chrono::steady_clock::time_point next_tick_;
+  std::chrono::steady_clock::time_point last_tick_done_;
+
+  uint64_t scrapes_ = 0;
+  uint64_t scrape_bytes_ = 0;
+  double scrape_seconds_ = 0;
+};
+
+}  // namespace nodeperf

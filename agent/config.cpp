@@ -1,0 +1,370 @@
+#include "agent/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <regex>
+#include <sstream>
+
+#include "collectors/collector.h"
+#include "collectors/diskstats.h"
+
+namespace nodeperf {
+namespace {
+
+// Parses a value into the config; returns what is wrong, or "" if nothing.
+using Setter = std::function<std::string(Config&, std::string_view)>;
+
+struct Option {
+  std::string key;   // YAML path, "web.listen_address"
+  std::string flag;  // "web.listen-address"
+  bool is_bool = false;
+  std::string help;
+  Setter set;
+  std::function<std::string(const Config&)> show;  // the current value, for --help
+};
+
+std::string parse_bool(std::string_view text, bool& out) {
+  if (text == "true") {
+    out = true;
+  } else if (text == "false") {
+    out = false;
+  } else {
+    return "must be true or false, got '" + std::string(text) + "'";
+  }
+  return {};
+}
+
+std::string parse_uint(std::string_view text, unsigned lo, unsigned hi, unsigned& out) {
+  unsigned long v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+    return "must be a whole number, got '" + std::string(text) + "'";
+  }
+  if (v < lo || v > hi) {
+    return "must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + std::string(text);
+  }
+  out = static_cast<unsigned>(v);
+  return {};
+}
+
+std::string format_duration(std::chrono::milliseconds d) {
+  auto ms = d.count();
+  if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
+  if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
+  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
+  return std::to_string(ms) + "ms";
+}
+
+// "250ms", "1s", "2m", "1h", within [lo, hi].
+std::string parse_duration(std::string_view text, std::chrono::milliseconds lo, std::chrono::milliseconds hi,
+                           std::chrono::milliseconds& out) {
+  unsigned long n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  std::string_view unit(end, text.data() + text.size() - end);
+  long long scale = unit == "ms" ? 1 : unit == "s" ? 1000 : unit == "m" ? 60'000 : unit == "h" ? 3'600'000 : 0;
+  if (ec != std::errc() || end == text.data() || scale == 0 || n > 1'000'000'000) {
+    return "must be a duration such as 500ms, 1s, 2m or 1h, got '" + std::string(text) + "'";
+  }
+  std::chrono::milliseconds d(static_cast<long long>(n) * scale);
+  if (d < lo || d > hi) {
+    return "must be between " + format_duration(lo) + " and " + format_duration(hi) + ", got " + std::string(text);
+  }
+  out = d;
+  return {};
+}
+
+std::string parse_regex(std::string_view text, std::string& out) {
+  try {
+    std::regex check{std::string(text), std::regex::ECMAScript};
+  } catch (const std::regex_error& e) {
+    return "invalid regular expression '" + std::string(text) + "': " + e.what();
+  }
+  out = std::string(text);
+  return {};
+}
+
+// "[host]:port" or "host:port" with a numeric port; an empty host means every address.
+std::string parse_listen_address(std::string_view text, std::string& out) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos) return "must be host:port or :port, got '" + std::string(text) + "'";
+  std::string_view host = text.substr(0, colon), port = text.substr(colon + 1);
+  unsigned p = 0;
+  if (!parse_uint(port, 0, 65535, p).empty()) {
+    return "port must be a number from 0 to 65535, got '" + std::string(text) + "'";
+  }
+  bool bracketed = host.starts_with('[') && host.ends_with(']');
+  if (!bracketed && host.find(':') != std::string_view::npos) {
+    return "an IPv6 host must be in brackets, as in [::1]:19100, got '" + std::string(text) + "'";
+  }
+  out = std::string(text);
+  return {};
+}
+
+std::vector<Option> make_options() {
+  std::vector<Option> o;
+  o.push_back({"host_root", "host-root", false,
+               "Root of the host's file system: where /proc and /sys are read (a container mounts the host's here).",
+               [](Config& c, std::string_view v) -> std::string {
+                 if (!v.starts_with('/')) return "must be an absolute path, got '" + std::string(v) + "'";
+                 std::error_code ec;
+                 if (!std::filesystem::is_directory(std::string(v), ec)) {
+                   return "'" + std::string(v) + "' is not a directory";
+                 }
+                 c.host_root = std::string(v);
+                 return {};
+               },
+               [](const Config& c) { return c.host_root; }});
+  o.push_back({"web.listen_address", "web.listen-address", false,
+               "Address to serve /metrics on; port 0 picks a free port (logged at start).",
+               [](Config& c, std::string_view v) { return parse_listen_address(v, c.listen_address); },
+               [](const Config& c) { return c.listen_address; }});
+  o.push_back({"web.config_file", "web.config.file", false,
+               "node_exporter-style web config file for TLS and authentication. Not supported yet: "
+               "setting it is an error rather than serving in the clear.",
+               [](Config& c, std::string_view v) -> std::string {
+                 if (!v.empty()) return "TLS and authentication are not supported yet; leave it empty";
+                 c.web_config_file = std::string(v);
+                 return {};
+               },
+               [](const Config& c) { return c.web_config_file; }});
+  o.push_back({"web.max_connections", "web.max-connections", false,
+               "Most HTTP connections open at once; past it, the longest-idle one is closed.",
+               [](Config& c, std::string_view v) { return parse_uint(v, 1, 65535, c.max_connections); },
+               [](const Config& c) { return std::to_string(c.max_connections); }});
+  o.push_back({"web.idle_timeout", "web.idle-timeout", false,
+               "Longest wait for a complete request on a connection, including keep-alive waits.",
+               [](Config& c, std::string_view v) {
+                 return parse_duration(v, std::chrono::milliseconds(100), std::chrono::hours(1), c.idle_timeout);
+               },
+               [](const Config& c) { return format_duration(c.idle_timeout); }});
+  o.push_back({"web.max_request_bytes", "web.max-request-bytes", false,
+               "Largest request (line and headers) accepted; larger ones get 431.",
+               [](Config& c, std::string_view v) { return parse_uint(v, 1024, 1 << 20, c.max_request_bytes); },
+               [](const Config& c) { return std::to_string(c.max_request_bytes); }});
+  o.push_back({"tick", "tick", false, "How often every collector runs and a new snapshot is published.",
+               [](Config& c, std::string_view v) {
+                 return parse_duration(v, std::chrono::milliseconds(100), std::chrono::minutes(5), c.tick);
+               },
+               [](const Config& c) { return format_duration(c.tick); }});
+  o.push_back({"compat", "compat", false,
+               "'node_exporter' exports node_exporter's names (node_ prefix) for the metrics it shares; "
+               "'none' keeps the nodeperf_ names.",
+               [](Config& c, std::string_view v) -> std::string {
+                 if (v == "node_exporter") {
+                   c.node_exporter_compat = true;
+                 } else if (v == "none") {
+                   c.node_exporter_compat = false;
+                 } else {
+                   return "must be none or node_exporter, got '" + std::string(v) + "'";
+                 }
+                 return {};
+               },
+               [](const Config& c) { return std::string(c.node_exporter_compat ? "node_exporter" : "none"); }});
+  o.push_back({"log.level", "log.level", false, "Least severe log level written: debug, info, warn or error.",
+               [](Config& c, std::string_view v) -> std::string {
+                 static const std::pair<std::string_view, LogLevel> levels[] = {
+                     {"debug", LogLevel::debug}, {"info", LogLevel::info}, {"warn", LogLevel::warn},
+                     {"error", LogLevel::error}};
+                 for (auto [name, level] : levels) {
+                   if (v == name) {
+                     c.log_level = level;
+                     return {};
+                   }
+                 }
+                 return "must be debug, info, warn or error, got '" + std::string(v) + "'";
+               },
+               [](const Config& c) {
+                 constexpr std::string_view names[] = {"debug", "info", "warn", "error"};
+                 return std::string(names[static_cast<int>(c.log_level)]);
+               }});
+  for (const CollectorFactory& f : collector_factories()) {
+    std::string name(f.name);
+    o.push_back({"collector." + name + ".enabled", "collector." + name, true,
+                 "Enable the " + name + " collector: " + std::string(f.description) + ".",
+                 [name](Config& c, std::string_view v) { return parse_bool(v, c.collectors[name]); },
+                 [name](const Config& c) { return std::string(c.enabled(name) ? "true" : "false"); }});
+  }
+  o.push_back({"collector.diskstats.device_exclude", "collector.diskstats.device-exclude", false,
+               "Regular expression of block devices to leave out (node_exporter's default).",
+               [](Config& c, std::string_view v) { return parse_regex(v, c.diskstats_device_exclude); },
+               [](const Config& c) { return c.diskstats_device_exclude; }});
+  o.push_back({"collector.netdev.device_exclude", "collector.netdev.device-exclude", false,
+               "Regular expression of network interfaces to leave out (none by default).",
+               [](Config& c, std::string_view v) { return parse_regex(v, c.netdev_device_exclude); },
+               [](const Config& c) { return c.netdev_device_exclude; }});
+  return o;
+}
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> table = make_options();
+  return table;
+}
+
+const Option* find_by_key(std::string_view key) {
+  for (const Option& o : options()) {
+    if (o.key == key) return &o;
+  }
+  return nullptr;
+}
+
+const Option* find_by_flag(std::string_view flag) {
+  for (const Option& o : options()) {
+    if (o.flag == flag) return &o;
+  }
+  return nullptr;
+}
+
+bool is_section(std::string_view key) {
+  std::string prefix = std::string(key) + ".";
+  return std::any_of(options().begin(), options().end(),
+                     [&](const Option& o) { return std::string_view(o.key).starts_with(prefix); });
+}
+
+std::string_view node_kind(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Null: return "nothing";
+    default: return "a value";
+  }
+}
+
+[[noreturn]] void fail_at(const std::string& file, const YAML::Node& node, std::string_view key, std::string_view what) {
+  std::ostringstream msg;
+  msg << file << ":" << node.Mark().line + 1 << ": " << key << ": " << what;
+  throw ConfigError(msg.str());
+}
+
+void apply_yaml(Config& config, const YAML::Node& map, const std::string& prefix, const std::string& file) {
+  for (const auto& entry : map) {
+    const YAML::Node& value = entry.second;
+    std::string name = entry.first.Scalar();
+    std::string key = prefix.empty() ? name : prefix + "." + name;
+    const Option* option = find_by_key(key);
+    if (!option && value.IsScalar()) option = find_by_key(key + ".enabled");  // "cpu: false"
+    if (option) {
+      if (!value.IsScalar()) fail_at(file, value, key, "expected a value, got " + std::string(node_kind(value)));
+      if (std::string err = option->set(config, value.Scalar()); !err.empty()) fail_at(file, value, key, err);
+    } else if (is_section(key)) {
+      if (!value.IsMap()) fail_at(file, value, key, "expected a mapping, got " + std::string(node_kind(value)));
+      apply_yaml(config, value, key, file);
+    } else {
+      fail_at(file, entry.first, key, "unknown key");
+    }
+  }
+}
+
+void apply_file(Config& config, const std::string& file) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file);
+  } catch (const YAML::BadFile&) {
+    throw ConfigError(file + ": cannot read the config file: " + std::strerror(errno));
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(file + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
+  }
+  if (root.IsNull()) return;  // an empty file: all defaults
+  if (!root.IsMap()) fail_at(file, root, "(top level)", "expected a mapping of keys, got " + std::string(node_kind(root)));
+  apply_yaml(config, root, "", file);
+}
+
+}  // namespace
+
+Config::Config() : diskstats_device_exclude(kDefaultDiskExclude) {
+  for (const CollectorFactory& f : collector_factories()) collectors[std::string(f.name)] = true;
+}
+
+bool Config::enabled(std::string_view collector) const {
+  auto it = collectors.find(collector);
+  return it != collectors.end() && it->second;
+}
+
+AgentArgs parse_agent_args(const std::vector<std::string>& args) {
+  AgentArgs out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      out.help = true;
+      continue;
+    }
+    if (!arg.starts_with("--")) throw ConfigError("unexpected argument '" + std::string(arg) + "' (flags start with --)");
+    arg.remove_prefix(2);
+    std::string name(arg.substr(0, arg.find('=')));
+    std::optional<std::string> value;
+    if (arg.find('=') != std::string_view::npos) value = std::string(arg.substr(arg.find('=') + 1));
+
+    if (name == "config.check") {
+      if (value) throw ConfigError("flag --config.check takes no value");
+      out.config_check = true;
+      continue;
+    }
+    if (name == "config.file") {
+      if (!value && i + 1 < args.size()) value = args[++i];
+      if (!value || value->empty()) throw ConfigError("flag --config.file needs a file name");
+      out.config_file = *value;
+      continue;
+    }
+    const Option* option = find_by_flag(name);
+    bool negated = false;
+    if (!option && name.starts_with("no-")) {
+      option = find_by_flag(name.substr(3));
+      negated = option && option->is_bool;
+      if (!negated) option = nullptr;
+    }
+    if (!option) throw ConfigError("unknown flag --" + name + " (see nodeperf agent --help)");
+    if (option->is_bool) {
+      if (negated && value) throw ConfigError("flag --" + name + " takes no value");
+      value = negated ? "false" : value.value_or("true");
+    } else if (!value) {
+      if (i + 1 >= args.size()) throw ConfigError("flag --" + name + " needs a value");
+      value = args[++i];
+    }
+    out.flags.push_back({option->flag, *value});
+  }
+  return out;
+}
+
+Config build_config(const std::string& config_file, const std::vector<FlagValue>& flags) {
+  Config config;
+  if (!config_file.empty()) apply_file(config, config_file);
+  for (const FlagValue& f : flags) {
+    const Option* option = find_by_flag(f.flag);
+    if (!option) throw ConfigError("unknown flag --" + f.flag);
+    if (std::string err = option->set(config, f.value); !err.empty()) {
+      throw ConfigError("flag --" + f.flag + ": " + err);
+    }
+  }
+  return config;
+}
+
+std::string config_help() {
+  Config defaults;
+  std::ostringstream out;
+  out << "Usage: nodeperf agent [flags]\n\n"
+         "Runs the node agent: collectors on a tick, a Prometheus endpoint on /metrics.\n\n"
+         "Flags (every flag is also a key of the --config.file YAML file; flags win):\n"
+         "  --config.file=FILE       YAML configuration file\n"
+         "  --config.check           validate the configuration and exit (0 if valid)\n"
+         "  -h, --help               this help\n";
+  for (const Option& o : options()) {
+    std::string flag = "--" + o.flag;
+    if (o.is_bool) flag = "--[no-]" + o.flag;
+    out << "  " << flag << "\n      " << o.help << "\n      key: " << o.key << "   default: "
+        << (o.show(defaults).empty() ? "(none)" : o.show(defaults)) << "\n";
+  }
+  return out.str();
+}
+
+std::vector<OptionDoc> option_docs() {
+  Config defaults;
+  std::vector<OptionDoc> out;
+  for (const Option& o : options()) out.push_back({o.key, "--" + o.flag, o.show(defaults), o.help});
+  return out;
+}
+
+}  // namespace nodeperf

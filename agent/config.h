@@ -1,0 +1,73 @@
+// Configuration: built-in defaults, then a YAML file, then command-line
+// flags (flags win). Every key has a flag; one table describes both.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/log.h"
+
+namespace nodeperf {
+
+inline constexpr std::string_view kDefaultListenAddress = ":19100";
+
+struct Config {
+  std::string host_root = "/";
+  std::string listen_address{kDefaultListenAddress};
+  std::string web_config_file;
+  unsigned max_connections = 64;
+  std::chrono::milliseconds idle_timeout{30'000};
+  unsigned max_request_bytes = 8192;
+  std::chrono::milliseconds tick{1000};
+  bool node_exporter_compat = false;
+  std::map<std::string, bool, std::less<>> collectors;  // every collector by name: enabled?
+  std::string diskstats_device_exclude;
+  std::string netdev_device_exclude;
+  LogLevel log_level = LogLevel::info;
+
+  Config();  // the built-in defaults
+  bool enabled(std::string_view collector) const;
+  bool operator==(const Config&) const = default;
+};
+
+// One line naming the file:line or flag at fault, and what is wrong.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A flag as given on the command line, kept so SIGHUP can apply it again on
+// top of the reloaded file.
+struct FlagValue {
+  std::string flag;   // without the leading "--"
+  std::string value;  // "true"/"false" for --x and --no-x
+};
+
+struct AgentArgs {
+  std::string config_file;
+  bool config_check = false;
+  bool help = false;
+  std::vector<FlagValue> flags;
+};
+
+// Splits `nodeperf agent` arguments. Throws ConfigError on an unknown flag
+// or a flag without its value.
+AgentArgs parse_agent_args(const std::vector<std::string>& args);
+
+// Defaults, then the file (if any), then the flags; validated. Throws ConfigError.
+Config build_config(const std::string& config_file, const std::vector<FlagValue>& flags);
+
+// The flag reference for `nodeperf agent --help`.
+std::string config_help();
+
+// Every option, for docs and the test that keeps docs/configuration.md true.
+struct OptionDoc {
+  std::string key, flag, default_value, help;
+};
+std::vector<OptionDoc> option_docs();
+
+}  // namespace nodeperf

@@ -1,0 +1,66 @@
+#include "agent/metric_table.h"
+
+#include "collectors/collector.h"
+
+namespace nodeperf {
+
+std::string_view type_name(MetricType type) {
+  switch (type) {
+    case MetricType::counter: return "counter";
+    case MetricType::gauge: return "gauge";
+    case MetricType::untyped: return "untyped";
+  }
+  return "untyped";
+}
+
+std::string exposed_name(const MetricInfo& info, bool node_exporter_compat) {
+  constexpr std::string_view ours = "nodeperf_";
+  if (!node_exporter_compat || !info.node_exporter || !info.name.starts_with(ours)) {
+    return std::string(info.name);
+  }
+  return "node_" + std::string(info.name.substr(ours.size()));
+}
+
+namespace {
+
+constexpr MetricInfo kAgentMetrics[] = {
+    {"nodeperf_build_info", MetricType::gauge, "version,revision,compiler", "build",
+     "A constant 1, labelled with the version, git revision and compiler of this build."},
+    {"nodeperf_collector_up", MetricType::gauge, "collector", "agent",
+     "1 if the collector read its source on the last tick, 0 if it could not."},
+    {"nodeperf_collector_duration_seconds", MetricType::gauge, "collector", "agent",
+     "Wall time the collector took on the last tick."},
+    {"nodeperf_collector_errors_total", MetricType::counter, "collector", "agent",
+     "Ticks on which the collector met an error (a missing file, a malformed line)."},
+    {"nodeperf_scrapes_total", MetricType::counter, "", "agent",
+     "Requests served on /metrics."},
+    {"nodeperf_scrape_response_bytes_total", MetricType::counter, "", "agent",
+     "Body bytes sent on /metrics, after compression."},
+    {"nodeperf_scrape_duration_seconds_total", MetricType::counter, "", "agent",
+     "Time spent rendering and compressing /metrics responses; divide by "
+     "nodeperf_scrapes_total for the mean."},
+    {"nodeperf_http_requests_total", MetricType::counter, "code", "agent",
+     "HTTP requests answered, by status code."},
+    {"nodeperf_http_connections", MetricType::gauge, "", "agent",
+     "HTTP connections open now."},
+    {"nodeperf_http_connections_evicted_total", MetricType::counter, "", "agent",
+     "Idle HTTP connections closed to make room under web.max_connections."},
+    {"nodeperf_snapshot_series", MetricType::gauge, "", "agent",
+     "Series in the last snapshot (before the self-metrics of the agent)."},
+};
+static_assert(std::size(kAgentMetrics) == agent_metric::count);
+
+}  // namespace
+
+std::span<const MetricInfo> agent_metrics() { return kAgentMetrics; }
+
+std::vector<const MetricInfo*> all_metrics() {
+  std::vector<const MetricInfo*> out;
+  for (const MetricInfo& m : agent_metrics()) out.push_back(&m);
+  for (const CollectorFactory& f : collector_factories()) {
+    for (const MetricInfo& m : f.metrics) out.push_back(&m);
+  }
+  return out;
+}
+
+}  // namespace nodeperf

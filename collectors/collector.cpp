@@ -1,0 +1,30 @@
+#include "collectors/collector.h"
+
+#include "collectors/cpu.h"
+#include "collectors/diskstats.h"
+#include "collectors/loadavg.h"
+#include "collectors/meminfo.h"
+#include "collectors/netdev.h"
+#include "collectors/netstat.h"
+#include "collectors/pressure.h"
+#include "collectors/process.h"
+#include "collectors/vmstat.h"
+
+namespace nodeperf {
+
+std::span<const CollectorFactory> collector_factories() {
+  static const CollectorFactory factories[] = {
+      kCpuCollector,
+      kDiskstatsCollector,
+      kLoadavgCollector,
+      kMeminfoCollector,
+      kNetdevCollector,
+      kNetstatCollector,
+      kPressureCollector,
+      kProcessCollector,
+      kVmstatCollector,
+  };
+  return factories;
+}
+
+}  // namespace nodeperf

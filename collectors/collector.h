@@ -1,0 +1,65 @@
+// The extension point: one collector per source. A collector reads its
+// source once per tick and adds samples to the sink; it never sees HTTP.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/metric_table.h"
+#include "agent/snapshot.h"
+
+namespace nodeperf {
+
+struct Config;
+
+// The outcome of one collection. "partial": some lines or files were bad and
+// skipped, the rest was emitted. "failed": nothing could be read.
+struct Status {
+  enum class Kind { ok, partial, failed };
+  Kind kind = Kind::ok;
+  std::string error;  // one line naming the file at fault
+
+  static Status ok() { return {}; }
+  static Status partial(std::string e) { return {Kind::partial, std::move(e)}; }
+  static Status failed(std::string e) { return {Kind::failed, std::move(e)}; }
+};
+
+class Collector {
+ public:
+  virtual ~Collector() = default;
+  virtual Status collect(SampleSink& out) = 0;
+};
+
+struct CollectorFactory {
+  std::string_view name;         // the X of --collector.X
+  std::string_view description;  // one line, for --help and docs
+  std::span<const MetricInfo> metrics;
+  std::unique_ptr<Collector> (*make)(const Config& config);
+};
+
+// Every collector nodeperf has, in registration order.
+std::span<const CollectorFactory> collector_factories();
+
+// Records the first problem met while parsing, counts the rest, and turns it
+// into a Status at the end.
+class Problems {
+ public:
+  void add(std::string what) {
+    if (count_++ == 0) first_ = std::move(what);
+  }
+  Status status() const {
+    if (count_ == 0) return Status::ok();
+    std::string e = first_;
+    if (count_ > 1) e += " (and " + std::to_string(count_ - 1) + " more)";
+    return Status::partial(std::move(e));
+  }
+
+ private:
+  std::string first_;
+  size_t count_ = 0;
+};
+
+}  // namespace nodeperf

@@ -1,0 +1,193 @@
+#include "exporters/http_server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <stdexcept>
+
+#include "agent/log.h"
+
+namespace nodeperf {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+struct HttpServer::Connection {
+  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  beast::tcp_stream stream;
+  bool busy = false;  // between a complete request and the end of its response
+  std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
+  std::list<std::shared_ptr<Connection>>::iterator self;
+};
+
+tcp::endpoint resolve_listen_address(const std::string& address) {
+  size_t colon = address.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("listen address '" + address + "' has no port");
+  std::string host = address.substr(0, colon);
+  auto port = static_cast<unsigned short>(std::stoul(address.substr(colon + 1)));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.empty()) return tcp::endpoint(tcp::v6(), port);  // dual-stack: every address
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(host, ec);
+  if (!ec) return tcp::endpoint(ip, port);
+  asio::io_context io;
+  tcp::resolver resolver(io);
+  auto results = resolver.resolve(host, std::to_string(port), ec);
+  if (ec || results.empty()) throw std::runtime_error("cannot resolve listen host '" + host + "': " + ec.message());
+  return *results.begin();
+}
+
+HttpServer::HttpServer(asio::io_context& io, const std::string& listen_address, HttpLimits limits)
+    : io_(io), acceptor_(io), limits_(limits) {
+  tcp::endpoint endpoint = resolve_listen_address(listen_address);
+  auto bind = [&](const tcp::endpoint& ep) {
+    boost::system::error_code ec;
+    acceptor_.open(ep.protocol(), ec);
+    if (!ec && ep.address().is_v6() && ep.address().is_unspecified()) acceptor_.set_option(asio::ip::v6_only(false), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(ep, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec && acceptor_.is_open()) acceptor_.close();
+    return ec;
+  };
+  boost::system::error_code ec = bind(endpoint);
+  if (ec && endpoint.address().is_v6() && endpoint.address().is_unspecified()) {
+    ec = bind(tcp::endpoint(tcp::v4(), endpoint.port()));  // a host without IPv6
+  }
+  if (ec) throw std::runtime_error("cannot listen on " + listen_address + ": " + ec.message());
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::route(std::string path, HttpHandler handler) { routes_[std::move(path)] = std::move(handler); }
+
+tcp::endpoint HttpServer::local_endpoint() const { return acceptor_.local_endpoint(); }
+
+void HttpServer::start() { asio::co_spawn(io_, accept_loop(), asio::detached); }
+
+void HttpServer::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  boost::system::error_code ec;
+  acceptor_.close(ec);
+  for (auto& conn : connections_) conn->stream.socket().close(ec);
+}
+
+void HttpServer::make_room() {
+  // Close the connection that has waited longest for a request; one busy
+  // sending a response is never cut.
+  std::shared_ptr<Connection> victim;
+  for (auto& conn : connections_) {
+    if (!conn->busy && (!victim || conn->idle_since < victim->idle_since)) victim = conn;
+  }
+  if (victim) {
+    boost::system::error_code ec;
+    victim->stream.socket().close(ec);
+    ++stats_.connections_evicted;
+  }
+}
+
+asio::awaitable<void> HttpServer::accept_loop() {
+  while (!stopped_) {
+    boost::system::error_code ec;
+    tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopped_ || ec == asio::error::operation_aborted) co_return;
+      log_warn("http: accept failed: " + ec.message());
+      continue;  // e.g. EMFILE: the listen backlog keeps the client waiting
+    }
+    if (connections_.size() >= limits_.max_connections) make_room();
+    auto conn = std::make_shared<Connection>(std::move(socket));
+    connections_.push_front(conn);
+    conn->self = connections_.begin();
+    stats_.connections_open = connections_.size();
+    asio::co_spawn(io_, serve(conn), asio::detached);
+  }
+}
+
+HttpResponse HttpServer::respond(http::verb method, std::string_view target, const http::fields& headers) {
+  if (size_t q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  auto route = routes_.find(target);
+  if (route == routes_.end()) return HttpResponse::text(404, "404 page not found\n");
+  if (method != http::verb::get && method != http::verb::head) {
+    return HttpResponse::text(405, "405 method not allowed: use GET or HEAD\n");
+  }
+  return route->second(HttpRequest{target, headers});
+}
+
+asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> conn) {
+  beast::flat_buffer buffer;
+  for (;;) {
+    http::request_parser<http::empty_body> parser;
+    parser.header_limit(limits_.max_request_bytes);
+    parser.body_limit(0);
+    conn->busy = false;
+    conn->idle_since = std::chrono::steady_clock::now();
+    conn->stream.expires_after(limits_.idle_timeout);
+    boost::system::error_code ec;
+    co_await http::async_read(conn->stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    conn->busy = true;
+
+    HttpResponse res;
+    bool keep_alive = false;
+    http::verb method = http::verb::get;
+    if (!ec) {
+      const auto& req = parser.get();
+      method = req.method();
+      res = respond(method, req.target(), req);
+      keep_alive = req.keep_alive();
+    } else if (ec == http::error::header_limit) {
+      res = HttpResponse::text(431, "431 request header fields too large\n");
+    } else if (ec == http::error::body_limit || ec == http::error::unexpected_body) {
+      res = HttpResponse::text(413, "413 request body not accepted\n");
+    } else if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+               ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+               ec == asio::error::eof) {
+      break;  // closed, idle too long, or evicted: nothing to answer
+    } else {
+      res = HttpResponse::text(400, "400 bad request: " + ec.message() + "\n");
+    }
+
+    http::response<http::span_body<const char>> out;
+    out.version(11);
+    out.result(res.status);
+    out.set(http::field::server, "nodeperf");
+    out.set(http::field::content_type, res.content_type);
+    if (!res.content_encoding.empty()) out.set(http::field::content_encoding, res.content_encoding);
+    if (res.status == 405) out.set(http::field::allow, "GET, HEAD");
+    std::string_view payload = res.payload();
+    out.keep_alive(keep_alive);
+    if (method == http::verb::head) {
+      out.content_length(payload.size());  // the size GET would send, and no body
+    } else {
+      out.body() = http::span_body<const char>::value_type(payload.data(), payload.size());
+      out.prepare_payload();
+    }
+    ++stats_.responses_by_code[res.status];
+    http::response_serializer<http::span_body<const char>> serializer(out);
+    if (method == http::verb::head) serializer.split(true);
+    conn->stream.expires_after(limits_.idle_timeout);
+    if (method == http::verb::head) {
+      co_await http::async_write_header(conn->stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      co_await http::async_write(conn->stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (ec || !keep_alive || stopped_) break;
+  }
+  boost::system::error_code ignored;
+  conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  conn->stream.socket().close(ignored);
+  if (!stopped_) {
+    connections_.erase(conn->self);
+    stats_.connections_open = connections_.size();
+  }
+}
+
+}  // namespace nodeperf

@@ -1,0 +1,92 @@
+// A small HTTP/1.1 server for the agent's endpoints, on the agent's
+// io_context. GET and HEAD only; bounded request size; an idle deadline on
+// every read and write; a cap on open connections that evicts the longest
+// idle one, so idle or slow clients cannot lock scrapers out.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/fields.hpp>
+#include <chrono>
+#include <functional>
+#include <list>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace nodeperf {
+
+struct HttpRequest {
+  std::string_view target;  // path without the query string
+  const boost::beast::http::fields& headers;
+};
+
+struct HttpResponse {
+  unsigned status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string content_encoding;  // "gzip" or empty
+  std::string body;              // used when view is empty
+  std::string_view view;         // a body owned by keep_alive, served without a copy
+  std::shared_ptr<const void> keep_alive;
+  std::string_view payload() const { return view.data() ? view : std::string_view(body); }
+
+  static HttpResponse text(unsigned status, std::string body,
+                           std::string content_type = "text/plain; charset=utf-8") {
+    HttpResponse r;
+    r.status = status;
+    r.body = std::move(body);
+    r.content_type = std::move(content_type);
+    return r;
+  }
+};
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+struct HttpLimits {
+  unsigned max_connections = 64;
+  std::chrono::milliseconds idle_timeout{30'000};
+  unsigned max_request_bytes = 8192;
+};
+
+struct HttpStats {
+  std::map<unsigned, uint64_t> responses_by_code;
+  uint64_t connections_open = 0;
+  uint64_t connections_evicted = 0;
+};
+
+class HttpServer {
+ public:
+  // Binds now, so a bad or busy address fails at start-up. Throws std::runtime_error.
+  HttpServer(boost::asio::io_context& io, const std::string& listen_address, HttpLimits limits);
+  ~HttpServer();
+
+  void route(std::string path, HttpHandler handler);
+  void start();
+  void stop();  // closes the listener and every connection
+  void set_limits(HttpLimits limits) { limits_ = limits; }
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+  const HttpStats& stats() const { return stats_; }
+
+ private:
+  struct Connection;
+  boost::asio::awaitable<void> accept_loop();
+  boost::asio::awaitable<void> serve(std::shared_ptr<Connection> conn);
+  HttpResponse respond(boost::beast::http::verb method, std::string_view target,
+                       const boost::beast::http::fields& headers);
+  void make_room();
+
+  boost::asio::io_context& io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  HttpLimits limits_;
+  std::map<std::string, HttpHandler, std::less<>> routes_;
+  std::list<std::shared_ptr<Connection>> connections_;
+  HttpStats stats_;
+  bool stopped_ = false;
+};
+
+// Parses "host:port", "[v6]:port" or ":port" (all addresses).
+boost::asio::ip::tcp::endpoint resolve_listen_address(const std::string& address);
+
+}  // namespace nodeperf

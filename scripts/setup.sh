@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs every Debian package nodeperf needs to build, run and test.
+# Idempotent and quiet: prints one line when done, the apt log on failure.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config
+  libboost-dev libyaml-cpp-dev zlib1g-dev
+  # tests and benchmarks: Catch2, promtool and a real Prometheus, a peer exporter
+  catch2 python3 curl procps
+  prometheus prometheus-node-exporter
+)
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "setup.sh: must run as root (it installs Debian packages)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  log=$(mktemp /tmp/nodeperf-setup.XXXXXX.log)
+  export DEBIAN_FRONTEND=noninteractive
+  # Keep package maintainer scripts from starting the packaged prometheus and
+  # node_exporter services: tests start their own on loopback ports.
+  guard=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+  fi
+  trap '[[ -n "$guard" ]] && rm -f "$guard"' EXIT
+  if ! { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "setup.sh: apt-get failed installing: ${missing[*]} (full log: $log)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  echo "setup.sh: installed ${missing[*]}"
+else
+  echo "setup.sh: all ${#packages[@]} packages present"
+fi
