@@ -112,7 +112,7 @@ void Agent::reload() {
   Config next;
   try {
     next = build_config(config_file_, flags_);
-  } catch (const ConfigError& e) {
+  } catch (const std::exception& e) {
     log_error(std::string("reload rejected, keeping the running config: ") + e.what());
     return;
   }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <functional>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "collectors/collector.h"
@@ -15,6 +16,22 @@
 
 namespace nodeperf {
 namespace {
+
+std::string one_line(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\n') {
+      out += "\\n";
+    } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
+      out += hex;
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
 
 // Parses a value into the config; returns what is wrong, or "" if nothing.
 using Setter = std::function<std::string(Config&, std::string_view)>;
@@ -241,39 +258,53 @@ std::string_view node_kind(const YAML::Node& n) {
 }
 
 void apply_yaml(Config& config, const YAML::Node& map, const std::string& prefix, const std::string& file) {
+  std::set<std::string> seen;
   for (const auto& entry : map) {
     const YAML::Node& value = entry.second;
+    // Errors point at the key's line: an empty value has no line of its own.
+    const YAML::Node& at = entry.first;
+    if (!entry.first.IsScalar()) fail_at(file, at, prefix.empty() ? "(key)" : prefix, "keys must be plain names");
     std::string name = entry.first.Scalar();
     std::string key = prefix.empty() ? name : prefix + "." + name;
+    if (!seen.insert(name).second) fail_at(file, at, key, "duplicate key");
     const Option* option = find_by_key(key);
     if (!option && value.IsScalar()) option = find_by_key(key + ".enabled");  // "cpu: false"
     if (option) {
-      if (!value.IsScalar()) fail_at(file, value, key, "expected a value, got " + std::string(node_kind(value)));
-      if (std::string err = option->set(config, value.Scalar()); !err.empty()) fail_at(file, value, key, err);
+      if (!value.IsScalar()) fail_at(file, at, key, "expected a value, got " + std::string(node_kind(value)));
+      if (std::string err = option->set(config, value.Scalar()); !err.empty()) fail_at(file, at, key, err);
     } else if (is_section(key)) {
-      if (!value.IsMap()) fail_at(file, value, key, "expected a mapping, got " + std::string(node_kind(value)));
+      if (!value.IsMap()) fail_at(file, at, key, "expected a mapping, got " + std::string(node_kind(value)));
       apply_yaml(config, value, key, file);
     } else {
-      fail_at(file, entry.first, key, "unknown key");
+      fail_at(file, at, key, "unknown key");
     }
   }
 }
 
 void apply_file(Config& config, const std::string& file) {
-  YAML::Node root;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) {
+    throw ConfigError(file + ": cannot read the config file: " +
+                      (std::filesystem::exists(file, ec) ? "not a regular file" : "no such file"));
+  }
+  std::vector<YAML::Node> documents;
   try {
-    root = YAML::LoadFile(file);
-  } catch (const YAML::BadFile&) {
-    throw ConfigError(file + ": cannot read the config file: " + std::strerror(errno));
+    documents = YAML::LoadAllFromFile(file);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(file + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
+  } catch (const std::exception& e) {  // yaml-cpp lets I/O errors through as std::ios_base::failure
+    throw ConfigError(file + ": cannot read the config file: " + e.what());
   }
-  if (root.IsNull()) return;  // an empty file: all defaults
+  if (documents.empty() || documents[0].IsNull()) return;  // an empty file: all defaults
+  if (documents.size() > 1) fail_at(file, documents[1], "(document)", "one YAML document expected, found " + std::to_string(documents.size()));
+  const YAML::Node& root = documents[0];
   if (!root.IsMap()) fail_at(file, root, "(top level)", "expected a mapping of keys, got " + std::string(node_kind(root)));
   apply_yaml(config, root, "", file);
 }
 
 }  // namespace
+
+ConfigError::ConfigError(const std::string& message) : std::runtime_error(one_line(message)) {}
 
 Config::Config() : diskstats_device_exclude(kDefaultDiskExclude) {
   for (const CollectorFactory& f : collector_factories()) collectors[std::string(f.name)] = true;

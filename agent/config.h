@@ -35,9 +35,11 @@ struct Config {
 };
 
 // One line naming the file:line or flag at fault, and what is wrong.
+// Control characters in the message (a value with a newline) are escaped,
+// so the error stays one line whatever the input.
 class ConfigError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit ConfigError(const std::string& message);
 };
 
 // A flag as given on the command line, kept so SIGHUP can apply it again on
