@@ -9,6 +9,8 @@ std::string_view type_name(MetricType type) {
     case MetricType::counter: return "counter";
     case MetricType::gauge: return "gauge";
     case MetricType::untyped: return "untyped";
+    case MetricType::histogram: return "histogram";
+    case MetricType::summary: return "summary";
   }
   return "untyped";
 }
@@ -47,6 +49,14 @@ constexpr MetricInfo kAgentMetrics[] = {
      "Idle HTTP connections closed to make room under web.max_connections."},
     {"nodeperf_snapshot_series", MetricType::gauge, "", "agent",
      "Series in the last snapshot (before the self-metrics of the agent)."},
+    {"nodeperf_bpf_program_attached", MetricType::gauge, "probe,program", "agent",
+     "1 if the BPF program is attached, 0 if it is loaded but not attached."},
+    {"nodeperf_bpf_program_runs_total", MetricType::counter, "probe,program", "bpf_prog_info",
+     "Times the BPF program ran (counted only while kernel.bpf_stats_enabled=1)."},
+    {"nodeperf_bpf_program_run_seconds_total", MetricType::counter, "probe,program", "bpf_prog_info",
+     "Time spent in the BPF program (counted only while kernel.bpf_stats_enabled=1)."},
+    {"nodeperf_bpf_map_drops_total", MetricType::counter, "probe,map", "BPF map",
+     "Events a probe could not record because its map was full."},
 };
 static_assert(std::size(kAgentMetrics) == agent_metric::count);
 

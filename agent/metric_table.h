@@ -11,7 +11,7 @@
 
 namespace nodeperf {
 
-enum class MetricType { counter, gauge, untyped };
+enum class MetricType { counter, gauge, untyped, histogram, summary };
 
 std::string_view type_name(MetricType type);  // as written in "# TYPE" (0.0.4)
 
@@ -44,6 +44,10 @@ enum : size_t {
   http_connections_open,
   http_connections_evicted,
   snapshot_series,
+  bpf_program_attached,
+  bpf_program_runs,
+  bpf_program_run_seconds,
+  bpf_map_drops,
   count
 };
 }

@@ -18,7 +18,7 @@ void append_escaped_label_value(std::string& out, std::string_view value) {
   }
 }
 
-void SampleSink::add(const MetricInfo& metric, double value, std::initializer_list<Label> labels) {
+void SampleSink::add(const MetricInfo& metric, double value, std::span<const Label> labels, std::string_view suffix) {
   if (&metric != last_metric_) {
     auto it = std::find_if(families_.begin(), families_.end(),
                            [&](const Family& f) { return f.info == &metric; });
@@ -29,7 +29,7 @@ void SampleSink::add(const MetricInfo& metric, double value, std::initializer_li
     last_metric_ = &metric;
     last_index_ = static_cast<size_t>(it - families_.begin());
   }
-  Sample sample{{}, value};
+  Sample sample{{}, value, suffix};
   bool first = true;
   for (const Label& l : labels) {
     if (!first) sample.labels += ',';

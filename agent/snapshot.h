@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,7 @@ struct Label {
 struct Sample {
   std::string labels;  // rendered and escaped: cpu="0",mode="user"
   double value;
+  std::string_view suffix = {};  // "_bucket", "_sum", "_count" in histograms and summaries
 };
 
 struct Family {
@@ -37,7 +39,11 @@ void append_escaped_label_value(std::string& out, std::string_view value);
 // into a Snapshot.
 class SampleSink {
  public:
-  void add(const MetricInfo& metric, double value, std::initializer_list<Label> labels = {});
+  void add(const MetricInfo& metric, double value, std::initializer_list<Label> labels = {}) {
+    add(metric, value, std::span<const Label>(labels.begin(), labels.size()));
+  }
+  // `suffix` must outlive the snapshot (a string literal).
+  void add(const MetricInfo& metric, double value, std::span<const Label> labels, std::string_view suffix = {});
   size_t series() const;
 
  private:

@@ -58,7 +58,7 @@ void render_exposition(const Snapshot& snapshot, ExpositionFormat format, std::s
     out.append(om ? openmetrics_type(family.info->type) : type_name(family.info->type));
     out += '\n';
     for (const Sample& s : family.samples) {
-      out.append(name);
+      out.append(name).append(s.suffix);
       if (!s.labels.empty()) out.append("{").append(s.labels).append("}");
       out += ' ';
       append_value(out, s.value);
