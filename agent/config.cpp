@@ -199,6 +199,22 @@ std::vector<Option> make_options() {
                  constexpr std::string_view names[] = {"debug", "info", "warn", "error"};
                  return std::string(names[static_cast<int>(c.log_level)]);
                }});
+  o.push_back({"histogram.schema", "histogram.schema", false,
+               "Latency histogram resolution: 2^schema buckets per power of two (0 to 4); "
+               "quantiles are within 2^(1/2^(schema+1)) of the truth (+-4.4% at 3).",
+               [](Config& c, std::string_view v) {
+                 unsigned s = 0;
+                 std::string err = parse_uint(v, 0, 4, s);
+                 if (err.empty()) c.histogram_schema = static_cast<int>(s);
+                 return err;
+               },
+               [](const Config& c) { return std::to_string(c.histogram_schema); }});
+  o.push_back({"histogram.window", "histogram.window", false,
+               "Sliding window of the p50/p95/p99 summaries (*_window_seconds).",
+               [](Config& c, std::string_view v) {
+                 return parse_duration(v, std::chrono::seconds(1), std::chrono::hours(1), c.histogram_window);
+               },
+               [](const Config& c) { return format_duration(c.histogram_window); }});
   for (const CollectorFactory& f : collector_factories()) {
     std::string name(f.name);
     o.push_back({"collector." + name + ".enabled", "collector." + name, true,

@@ -28,6 +28,8 @@ struct Config {
   std::string diskstats_device_exclude;
   std::string netdev_device_exclude;
   LogLevel log_level = LogLevel::info;
+  int histogram_schema = 3;
+  std::chrono::milliseconds histogram_window{60'000};
 
   Config();  // the built-in defaults
   bool enabled(std::string_view collector) const;

@@ -1,5 +1,6 @@
 #include "collectors/collector.h"
 
+#include "collectors/blockio.h"
 #include "collectors/cpu.h"
 #include "collectors/diskstats.h"
 #include "collectors/loadavg.h"
@@ -8,12 +9,14 @@
 #include "collectors/netstat.h"
 #include "collectors/pressure.h"
 #include "collectors/process.h"
+#include "collectors/runqueue.h"
 #include "collectors/vmstat.h"
 
 namespace nodeperf {
 
 std::span<const CollectorFactory> collector_factories() {
   static const CollectorFactory factories[] = {
+      kBlockioCollector,
       kCpuCollector,
       kDiskstatsCollector,
       kLoadavgCollector,
@@ -22,6 +25,7 @@ std::span<const CollectorFactory> collector_factories() {
       kNetstatCollector,
       kPressureCollector,
       kProcessCollector,
+      kRunqueueCollector,
       kVmstatCollector,
   };
   return factories;

@@ -38,6 +38,7 @@ struct CollectorFactory {
   std::string_view description;  // one line, for --help and docs
   std::span<const MetricInfo> metrics;
   std::unique_ptr<Collector> (*make)(const Config& config);
+  bool bpf = false;  // loads BPF programs: checked by --probe.check, needs privileges
 };
 
 // Every collector nodeperf has, in registration order.

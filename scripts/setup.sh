@@ -7,9 +7,13 @@ packages=(
   # build
   build-essential cmake pkg-config
   libboost-dev libyaml-cpp-dev zlib1g-dev
+  # eBPF: clang compiles bpf/*.bpf.c, bpftool makes skeletons, libbpf loads them
+  clang llvm libbpf-dev bpftool
   # tests and benchmarks: Catch2, promtool and a real Prometheus, a peer exporter
   catch2 python3 curl procps
   prometheus prometheus-node-exporter
+  # eBPF tests and benchmarks: peers and load generators
+  libbpf-tools bpftrace fio stress-ng linux-perf iproute2 util-linux e2fsprogs
 )
 
 if [[ $(id -u) -ne 0 ]]; then

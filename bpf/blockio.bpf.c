@@ -1,0 +1,201 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Block IO: per request, time from insert to issue (queue) and from issue to
+ * completion (device latency), and its size; per disk, op and the v2 cgroup
+ * of the submitter. */
+#include "bpf/kernel_types.h"
+
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "bpf/blockio.h"
+#include "bpf/histogram.h"
+
+const volatile __u64 np_thresholds[NP_HIST_TABLE]; /* set by the agent before load */
+/* 1 where block_rq_insert/issue still pass the queue first (before 5.11);
+ * the agent reads it off the tracepoint's BTF, not a kernel version. */
+const volatile bool rq_is_second_arg = false;
+
+struct request_state {
+	__u64 inserted_ns;
+	__u64 issued_ns;
+	__u64 cgroup_id;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); /* the struct request pointer */
+	__type(value, struct request_state);
+} requests SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct np_block_key);
+	__type(value, struct np_hist_value);
+} block_hist SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2); /* 0: block_hist full, 1: requests full */
+	__type(key, __u32);
+	__type(value, __u64);
+} block_drops SEC(".maps");
+
+static __always_inline void drop(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&block_drops, &which);
+	if (n)
+		(*n)++;
+}
+
+static __always_inline void count(struct np_block_key *key, __u64 value)
+{
+	struct np_hist_value *v = bpf_map_lookup_elem(&block_hist, key);
+	if (!v) {
+		struct np_hist_value zero = {};
+		bpf_map_update_elem(&block_hist, key, &zero, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(&block_hist, key);
+		if (!v) {
+			drop(0);
+			return;
+		}
+	}
+	v->count++;
+	v->sum_ns += value;
+}
+
+static __always_inline __u32 disk_dev(struct request *rq)
+{
+	struct gendisk *disk;
+	struct request___pre_5_17 *old = (void *)rq;
+	if (bpf_core_field_exists(old->rq_disk))
+		disk = BPF_CORE_READ(old, rq_disk);
+	else
+		disk = BPF_CORE_READ(rq, q, disk);
+	if (!disk)
+		return 0;
+	return ((__u32)BPF_CORE_READ(disk, major) << MINORBITS) | (__u32)BPF_CORE_READ(disk, first_minor);
+}
+
+static __always_inline __u8 request_op(struct request *rq)
+{
+	switch (BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK) {
+	case 0: return NP_OP_READ;
+	case 1: return NP_OP_WRITE;
+	case 2: return NP_OP_FLUSH;
+	case 3: return NP_OP_DISCARD;
+	default: return NP_OP_OTHER;
+	}
+}
+
+/* ceil(log2(bytes)), at most NP_SIZE_BUCKETS - 1. */
+static __always_inline __u16 size_bucket(__u64 bytes)
+{
+	__u16 b = 0;
+	for (int i = 0; i < NP_SIZE_BUCKETS - 1; i++) {
+		if (((__u64)1 << b) >= bytes)
+			break;
+		b++;
+	}
+	return b;
+}
+
+static __always_inline void on_insert(struct request *rq)
+{
+	__u64 key = (__u64)rq;
+	struct request_state s = {.inserted_ns = bpf_ktime_get_ns(), .cgroup_id = bpf_get_current_cgroup_id()};
+	if (bpf_map_update_elem(&requests, &key, &s, BPF_ANY))
+		drop(1);
+}
+
+static __always_inline void on_issue(struct request *rq)
+{
+	__u64 key = (__u64)rq;
+	__u64 now = bpf_ktime_get_ns();
+	struct request_state *s = bpf_map_lookup_elem(&requests, &key);
+	if (s) {
+		s->issued_ns = now;
+		return;
+	}
+	/* Issued directly, without an insert (no IO scheduler). */
+	struct request_state fresh = {.issued_ns = now, .cgroup_id = bpf_get_current_cgroup_id()};
+	if (bpf_map_update_elem(&requests, &key, &fresh, BPF_ANY))
+		drop(1);
+}
+
+static __always_inline void on_complete(struct request *rq, unsigned int nr_bytes)
+{
+	__u64 key = (__u64)rq;
+	struct request_state *s = bpf_map_lookup_elem(&requests, &key);
+	if (!s)
+		return; /* issued before we attached */
+	struct request_state st = *s;
+	bpf_map_delete_elem(&requests, &key);
+	if (!st.issued_ns)
+		return;
+	struct np_block_key k = {.cgroup_id = st.cgroup_id, .dev = disk_dev(rq), .op = request_op(rq)};
+	__u64 latency = bpf_ktime_get_ns() - st.issued_ns;
+	k.kind = NP_BLOCK_LATENCY;
+	k.bucket = np_bucket_index(np_thresholds, latency);
+	count(&k, latency);
+	if (st.inserted_ns && st.issued_ns >= st.inserted_ns) {
+		__u64 queued = st.issued_ns - st.inserted_ns;
+		k.kind = NP_BLOCK_QUEUE;
+		k.bucket = np_bucket_index(np_thresholds, queued);
+		count(&k, queued);
+	}
+	if (nr_bytes) {
+		k.kind = NP_BLOCK_SIZE;
+		k.bucket = size_bucket(nr_bytes);
+		count(&k, nr_bytes);
+	}
+}
+
+/* Both flavours read the request through CO-RE, so one body serves both. */
+
+SEC("tp_btf/block_rq_insert")
+int btf_insert(__u64 *ctx)
+{
+	on_insert((void *)(rq_is_second_arg ? ctx[1] : ctx[0]));
+	return 0;
+}
+
+SEC("tp_btf/block_rq_issue")
+int btf_issue(__u64 *ctx)
+{
+	on_issue((void *)(rq_is_second_arg ? ctx[1] : ctx[0]));
+	return 0;
+}
+
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(btf_complete, struct request *rq, int error, unsigned int nr_bytes)
+{
+	on_complete(rq, nr_bytes);
+	return 0;
+}
+
+SEC("raw_tp/block_rq_insert")
+int raw_insert(__u64 *ctx)
+{
+	on_insert((void *)(rq_is_second_arg ? ctx[1] : ctx[0]));
+	return 0;
+}
+
+SEC("raw_tp/block_rq_issue")
+int raw_issue(__u64 *ctx)
+{
+	on_issue((void *)(rq_is_second_arg ? ctx[1] : ctx[0]));
+	return 0;
+}
+
+SEC("raw_tp/block_rq_complete")
+int BPF_PROG(raw_complete, struct request *rq, int error, unsigned int nr_bytes)
+{
+	on_complete(rq, nr_bytes);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

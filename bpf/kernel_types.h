@@ -1,0 +1,69 @@
+/* The kernel types nodeperf's probes read, declared here with only the
+ * fields we use. preserve_access_index makes every access a CO-RE
+ * relocation: libbpf finds each field's real offset in the running
+ * kernel's BTF at load time, so these need not match any kernel's layout
+ * and the build needs no BTF (a container image build has none).
+ * Types with a ___suffix are older layouts, for bpf_core_field_exists(). */
+#ifndef NODEPERF_BPF_KERNEL_TYPES_H
+#define NODEPERF_BPF_KERNEL_TYPES_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+
+typedef __u64 u64;
+typedef __u32 u32;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct kernfs_node {
+	__u64 id; /* the cgroup id: the inode number of its cgroup2 directory (5.5+) */
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp; /* the task's cgroup in the v2 (unified) hierarchy */
+};
+
+struct task_struct {
+	unsigned int __state; /* 5.14+; "long state" before */
+	int pid;
+	int tgid;
+	struct css_set *cgroups;
+};
+
+struct task_struct___pre_5_14 {
+	long state;
+};
+
+struct gendisk {
+	int major;
+	int first_minor;
+};
+
+struct request_queue {
+	struct gendisk *disk; /* 5.15+ */
+};
+
+struct request {
+	struct request_queue *q;
+	unsigned int cmd_flags; /* the op in the low REQ_OP_BITS bits */
+	unsigned int __data_len;
+};
+
+struct request___pre_5_17 {
+	struct gendisk *rq_disk; /* removed in 5.17 (block: remove rq_disk) */
+};
+
+#pragma clang attribute pop
+
+#define TASK_RUNNING 0
+#define REQ_OP_MASK ((1 << 8) - 1)
+#define MINORBITS 20
+
+#endif

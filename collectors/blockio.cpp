@@ -1,0 +1,178 @@
+#include "collectors/blockio.h"
+
+#include <array>
+#include <map>
+#include <optional>
+#include <unordered_map>
+
+#include "agent/config.h"
+#include "agent/histogram.h"
+#include "agent/log.h"
+#include "bpf/blockio.h"
+#include "bpf/blockio.skel.h"
+#include "collectors/bpf_probe.h"
+#include "collectors/diskstats.h"
+#include "collectors/proc_file.h"
+#include "exporters/exposition.h"
+
+namespace nodeperf {
+namespace {
+
+constexpr MetricInfo kMetrics[] = {
+    {"nodeperf_disk_io_latency_seconds", MetricType::histogram, "device,op", "bpf: block_rq_issue, block_rq_complete",
+     "Time from a request's issue to the device to its completion."},
+    {"nodeperf_disk_io_latency_window_seconds", MetricType::summary, "device,op",
+     "bpf: block_rq_issue, block_rq_complete", "Disk IO latency p50, p95 and p99 over the sliding window."},
+    {"nodeperf_disk_io_queue_seconds", MetricType::histogram, "device,op", "bpf: block_rq_insert, block_rq_issue",
+     "Time a request waited in the IO scheduler, from insert to issue (requests issued directly are not counted)."},
+    {"nodeperf_disk_io_queue_window_seconds", MetricType::summary, "device,op",
+     "bpf: block_rq_insert, block_rq_issue", "Disk IO queue time p50, p95 and p99 over the sliding window."},
+    {"nodeperf_disk_io_size_bytes", MetricType::histogram, "device,op", "bpf: block_rq_complete",
+     "Bytes completed per request."},
+};
+constexpr LatencyFamilies kLatency{kMetrics[0], kMetrics[1]};
+constexpr LatencyFamilies kQueue{kMetrics[2], kMetrics[3]};
+constexpr const MetricInfo& kSize = kMetrics[4];
+
+constexpr std::string_view kProbe = "blockio";
+constexpr std::string_view kOps[NP_OP_COUNT] = {"read", "write", "flush", "discard", "other"};
+static_assert(sizeof(np_block_key) == 16 && offsetof(np_block_key, bucket) == 14, "bpf/blockio.h layout");
+
+// Request sizes: bucket b holds (2^(b-1), 2^b] bytes; exposed from 512 B to 16 MiB.
+struct SizeHistogram {
+  std::array<uint64_t, NP_SIZE_BUCKETS> counts{};
+  uint64_t count = 0, sum = 0;
+};
+
+struct Series {
+  LatencyHistogram latency, queue;
+  SizeHistogram size;
+};
+
+class BlockioCollector final : public Collector {
+ public:
+  explicit BlockioCollector(const Config& config)
+      : layout_(config.histogram_schema),
+        window_ticks_(static_cast<size_t>(config.histogram_window / config.tick)),
+        diskstats_(host_path(config.host_root, "proc/diskstats")) {
+    try {
+      load();
+    } catch (const ProbeError& e) {
+      error_ = e.what();
+      attached_.reset();
+      skel_.reset();
+    }
+  }
+
+  Status collect(SampleSink& out) override {
+    if (!attached_) return Status::failed(error_);
+    drain_.drain(bpf_map__fd(skel_->maps.block_hist), [&](const np_block_key& k, uint64_t n, uint64_t sum) {
+      Series& s = series(k.dev, k.op < NP_OP_COUNT ? k.op : static_cast<uint8_t>(NP_OP_OTHER));
+      switch (k.kind) {
+        case NP_BLOCK_LATENCY: s.latency.add(k.bucket, n, sum); break;
+        case NP_BLOCK_QUEUE: s.queue.add(k.bucket, n, sum); break;
+        case NP_BLOCK_SIZE:
+          s.size.counts[std::min<size_t>(k.bucket, NP_SIZE_BUCKETS - 1)] += n;
+          s.size.count += n;
+          s.size.sum += sum;
+          break;
+        default: break;
+      }
+    });
+    for (auto& [key, s] : series_) {
+      s.latency.end_tick();
+      s.queue.end_tick();
+      Label labels[] = {{"device", device_name(key.first)}, {"op", kOps[key.second]}};
+      emit_latency(out, kLatency, labels, s.latency, layout_);
+      emit_latency(out, kQueue, labels, s.queue, layout_);
+      emit_size(out, labels, s.size);
+    }
+    drain_.prune_idle(bpf_map__fd(skel_->maps.block_hist), window_ticks_);
+    attached_->emit_stats(out);
+    int drops = bpf_map__fd(skel_->maps.block_drops);
+    Label hist_full[] = {{"probe", kProbe}, {"map", "block_hist"}};
+    Label requests_full[] = {{"probe", kProbe}, {"map", "requests"}};
+    out.add(agent_metrics()[agent_metric::bpf_map_drops], static_cast<double>(read_percpu_u64(drops, 0)), hist_full);
+    out.add(agent_metrics()[agent_metric::bpf_map_drops], static_cast<double>(read_percpu_u64(drops, 1)),
+            requests_full);
+    return Status::ok();
+  }
+
+ private:
+  void load() {
+    skel_.reset(blockio_bpf__open());
+    if (!skel_) throw ProbeError(kProbe, "open", -errno);
+    int issue_args = tracepoint_arg_count("block_rq_issue");
+    bool btf = issue_args > 0 && tracepoint_has_btf("block_rq_insert") && tracepoint_has_btf("block_rq_complete");
+    choose_programs(btf, {skel_->progs.btf_insert, skel_->progs.btf_issue, skel_->progs.btf_complete},
+                    {skel_->progs.raw_insert, skel_->progs.raw_issue, skel_->progs.raw_complete});
+    // Before 5.11 these tracepoints passed (queue, request); since, (request).
+    skel_->rodata->rq_is_second_arg = issue_args == 2;
+    set_thresholds(skel_->rodata->np_thresholds, layout_);
+    if (int err = blockio_bpf__load(skel_.get())) throw ProbeError(kProbe, "load", err);
+    attached_.emplace(kProbe, skel_->obj);
+    log_info("blockio: attached " + attached_->names());
+  }
+
+  Series& series(uint32_t dev, uint8_t op) {
+    auto key = std::make_pair(dev, op);
+    auto it = series_.find(key);
+    if (it == series_.end()) {
+      it = series_.emplace(key, Series{LatencyHistogram(layout_, window_ticks_),
+                                       LatencyHistogram(layout_, window_ticks_), {}}).first;
+    }
+    return it->second;
+  }
+
+  // The disk's name as /proc/diskstats has it; "major:minor" if it has none.
+  const std::string& device_name(uint32_t dev) {
+    auto it = names_.find(dev);
+    if (it != names_.end()) return it->second;
+    if (auto text = diskstats_.read(nullptr)) {
+      Problems ignored;
+      for (const DiskStats& d : parse_diskstats(*text, ignored)) names_[(d.major << 20) | d.minor] = d.device;
+    }
+    it = names_.find(dev);
+    if (it == names_.end()) {
+      it = names_.emplace(dev, std::to_string(dev >> 20) + ":" + std::to_string(dev & ((1u << 20) - 1))).first;
+    }
+    return it->second;
+  }
+
+  void emit_size(SampleSink& out, std::span<const Label> labels, const SizeHistogram& h) {
+    std::vector<Label> with(labels.begin(), labels.end());
+    with.push_back({});
+    uint64_t running = 0;
+    std::string le;
+    for (size_t b = 0; b <= 24; ++b) {
+      running += h.counts[b];
+      if (b < 9) continue;  // below 512 B: folded into le="512"
+      le = std::to_string(1ull << b);
+      with.back() = {"le", le};
+      out.add(kSize, static_cast<double>(running), with, "_bucket");
+    }
+    with.back() = {"le", "+Inf"};
+    out.add(kSize, static_cast<double>(h.count), with, "_bucket");
+    out.add(kSize, static_cast<double>(h.sum), labels, "_sum");
+    out.add(kSize, static_cast<double>(h.count), labels, "_count");
+  }
+
+  BucketLayout layout_;
+  size_t window_ticks_;
+  ProcFile diskstats_;
+  std::unordered_map<uint32_t, std::string> names_;
+  std::map<std::pair<uint32_t, uint8_t>, Series> series_;  // ordered: stable exposition
+  HistogramDrain<np_block_key> drain_;
+  std::string error_;
+  SkeletonPtr<blockio_bpf> skel_{nullptr, blockio_bpf__destroy};
+  std::optional<AttachedPrograms> attached_;
+};
+
+}  // namespace
+
+const CollectorFactory kBlockioCollector{
+    "blockio", "Disk IO latency, queue time and size histograms per device and op (eBPF: block tracepoints)",
+    kMetrics, [](const Config& c) -> std::unique_ptr<Collector> { return std::make_unique<BlockioCollector>(c); },
+    true};
+
+}  // namespace nodeperf

@@ -1,0 +1,104 @@
+#include "collectors/bpf_probe.h"
+
+#include <bpf/btf.h>
+
+#include <cerrno>
+#include <mutex>
+
+#include "agent/metric_table.h"
+
+namespace nodeperf {
+
+ProbeError::ProbeError(std::string_view probe, std::string_view stage, int err)
+    : std::runtime_error(std::string(probe) + ": " + std::string(stage) + " failed: " + std::strerror(err < 0 ? -err : err) +
+                         (err == -EPERM || err == EPERM ? " (needs root, or CAP_BPF and CAP_PERFMON)" : "")) {}
+
+namespace {
+
+const btf* vmlinux_btf() {
+  static btf* vmlinux = btf__load_vmlinux_btf();  // kept: probes ask several times at start
+  return vmlinux;
+}
+
+}  // namespace
+
+bool tracepoint_has_btf(const std::string& tracepoint) {
+  return tracepoint_arg_count(tracepoint) >= 0;
+}
+
+int tracepoint_arg_count(const std::string& tracepoint) {
+  const btf* b = vmlinux_btf();
+  if (!b) return -1;
+  // typedef void (*btf_trace_X)(void *__data, args...);
+  int id = btf__find_by_name_kind(b, ("btf_trace_" + tracepoint).c_str(), BTF_KIND_TYPEDEF);
+  if (id <= 0) return -1;
+  const btf_type* t = btf__type_by_id(b, btf__resolve_type(b, id));
+  if (!t || !btf_is_ptr(t)) return -1;
+  t = btf__type_by_id(b, t->type);
+  if (!t || !btf_is_func_proto(t)) return -1;
+  return btf_vlen(t) - 1;
+}
+
+void set_thresholds(volatile __u64* table, const BucketLayout& layout) {
+  const auto& t = layout.thresholds_ns();
+  for (size_t i = 0; i < t.size(); ++i) table[i] = t[i];
+}
+
+void choose_programs(bool use_btf, std::initializer_list<bpf_program*> tp_btf,
+                     std::initializer_list<bpf_program*> raw_tp) {
+  for (bpf_program* p : tp_btf) bpf_program__set_autoload(p, use_btf);
+  for (bpf_program* p : raw_tp) bpf_program__set_autoload(p, !use_btf);
+}
+
+AttachedPrograms::AttachedPrograms(std::string_view probe, bpf_object* object) : probe_(probe) {
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, object) {
+    if (!bpf_program__autoload(prog)) continue;
+    bpf_link* link = bpf_program__attach(prog);
+    if (!link) {
+      int err = -errno;
+      for (bpf_link* l : links_) bpf_link__destroy(l);
+      throw ProbeError(probe, std::string("attach ") + bpf_program__name(prog), err);
+    }
+    programs_.push_back(prog);
+    links_.push_back(link);
+  }
+}
+
+AttachedPrograms::~AttachedPrograms() {
+  for (bpf_link* l : links_) bpf_link__destroy(l);
+}
+
+std::string AttachedPrograms::names() const {
+  std::string out;
+  for (bpf_program* p : programs_) out += (out.empty() ? "" : ", ") + std::string(bpf_program__name(p));
+  return out;
+}
+
+void AttachedPrograms::emit_stats(SampleSink& out) const {
+  namespace m = agent_metric;
+  auto table = agent_metrics();
+  for (size_t i = 0; i < programs_.size(); ++i) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(programs_[i]), &info, &len) != 0) info = {};
+    bpf_link_info link{};
+    uint32_t link_len = sizeof link;
+    bool attached = bpf_obj_get_info_by_fd(bpf_link__fd(links_[i]), &link, &link_len) == 0 && info.id != 0 &&
+                    link.prog_id == info.id;
+    Label labels[] = {{"probe", probe_}, {"program", bpf_program__name(programs_[i])}};
+    out.add(table[m::bpf_program_attached], attached ? 1 : 0, labels);
+    out.add(table[m::bpf_program_runs], static_cast<double>(info.run_cnt), labels);
+    out.add(table[m::bpf_program_run_seconds], static_cast<double>(info.run_time_ns) * 1e-9, labels);
+  }
+}
+
+uint64_t read_percpu_u64(int map_fd, uint32_t key) {
+  std::vector<uint64_t> values(static_cast<size_t>(libbpf_num_possible_cpus()));
+  if (bpf_map_lookup_elem(map_fd, &key, values.data()) != 0) return 0;
+  uint64_t sum = 0;
+  for (uint64_t v : values) sum += v;
+  return sum;
+}
+
+}  // namespace nodeperf

@@ -1,0 +1,132 @@
+// What every BPF collector shares: libbpf errors turned into one line with
+// context, tp_btf probing, per-program statistics, and draining per-CPU
+// histogram maps into deltas.
+#pragma once
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "agent/histogram.h"
+#include "agent/snapshot.h"
+
+namespace nodeperf {
+
+// Thrown while a probe opens, loads or attaches; the collector turns it into
+// "up 0" and one log line. Never thrown on the tick path.
+class ProbeError : public std::runtime_error {
+ public:
+  // libbpf's negative errno, with the probe and the stage it failed at.
+  ProbeError(std::string_view probe, std::string_view stage, int err);
+};
+
+// True if the running kernel's BTF describes this tracepoint, so a tp_btf
+// program can attach to it; false means use the raw_tp program instead.
+bool tracepoint_has_btf(const std::string& tracepoint);
+
+// The arguments of a tracepoint as its BTF declares them (without the
+// leading context pointer), or -1 if the BTF does not describe it.
+int tracepoint_arg_count(const std::string& tracepoint);
+
+// Copies the bucket thresholds into a program's read-only data before load.
+void set_thresholds(volatile __u64* table, const BucketLayout& layout);
+
+// A skeleton, destroyed (programs unloaded, maps freed) with its owner.
+template <typename Skel>
+using SkeletonPtr = std::unique_ptr<Skel, void (*)(Skel*)>;
+
+// Turns on the tp_btf programs if `use_btf`, else their raw_tp twins.
+void choose_programs(bool use_btf, std::initializer_list<bpf_program*> tp_btf,
+                     std::initializer_list<bpf_program*> raw_tp);
+
+// The links of a loaded object: attaches every program whose autoload is on
+// (throws ProbeError), detaches them all when destroyed. Declare it after
+// the skeleton it came from, so it goes first.
+class AttachedPrograms {
+ public:
+  AttachedPrograms(std::string_view probe, bpf_object* object);
+  ~AttachedPrograms();
+  AttachedPrograms(const AttachedPrograms&) = delete;
+  AttachedPrograms& operator=(const AttachedPrograms&) = delete;
+
+  // nodeperf_bpf_program_{attached,runs_total,run_seconds_total}.
+  void emit_stats(SampleSink& out) const;
+  std::string names() const;  // "btf_wakeup, btf_switch" for the log
+
+ private:
+  std::string probe_;
+  std::vector<bpf_program*> programs_;
+  std::vector<bpf_link*> links_;
+};
+
+// Sum of a per-CPU u64 slot across CPUs (for drop counters).
+uint64_t read_percpu_u64(int map_fd, uint32_t key);
+
+// Drains a per-CPU hash map whose values are np_hist_value: sums each key
+// over CPUs and reports what grew since the last drain. The agent keeps the
+// cumulative counts, so keys idle for long can leave the map (bounding it
+// as cgroups come and go) without losing what they had counted.
+template <typename Key>
+class HistogramDrain {
+ public:
+  using Visit = std::function<void(const Key& key, uint64_t count, uint64_t sum_ns)>;
+
+  void drain(int map_fd, const Visit& visit) {
+    const size_t cpus = static_cast<size_t>(libbpf_num_possible_cpus());
+    values_.resize(cpus);
+    Key key{}, next{};
+    const Key* prev = nullptr;
+    ++tick_;
+    while (bpf_map_get_next_key(map_fd, prev, &next) == 0) {
+      key = next;
+      prev = &key;
+      if (bpf_map_lookup_elem(map_fd, &key, values_.data()) != 0) continue;  // deleted meanwhile
+      np_hist_value total{};
+      for (const np_hist_value& v : values_) {
+        total.count += v.count;
+        total.sum_ns += v.sum_ns;
+      }
+      Seen& last = last_[bytes(key)];
+      if (total.count < last.total.count) last = {};  // the key was deleted and re-created
+      if (total.count > last.total.count) {
+        visit(key, total.count - last.total.count, total.sum_ns - last.total.sum_ns);
+        last.changed_tick = tick_;
+      }
+      last.total = total;
+    }
+  }
+
+  // Deletes the keys unchanged for `idle_ticks` drains from the map. An
+  // event landing between the last drain and the delete is lost.
+  void prune_idle(int map_fd, uint64_t idle_ticks) {
+    for (auto it = last_.begin(); it != last_.end();) {
+      if (tick_ - it->second.changed_tick >= idle_ticks) {
+        Key key;
+        std::memcpy(&key, it->first.data(), sizeof key);
+        bpf_map_delete_elem(map_fd, &key);
+        it = last_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+ private:
+  static std::string bytes(const Key& k) { return std::string(reinterpret_cast<const char*>(&k), sizeof k); }
+  struct Seen {
+    np_hist_value total{};
+    uint64_t changed_tick = 0;
+  };
+  std::vector<np_hist_value> values_;
+  std::unordered_map<std::string, Seen> last_;
+  uint64_t tick_ = 0;
+};
+
+}  // namespace nodeperf

@@ -1,0 +1,112 @@
+#include "collectors/runqueue.h"
+
+#include <optional>
+#include <unordered_map>
+
+#include "agent/cgroup_paths.h"
+#include "agent/config.h"
+#include "agent/histogram.h"
+#include "agent/log.h"
+#include "bpf/runqlat.h"
+#include "bpf/runqlat.skel.h"
+#include "collectors/bpf_probe.h"
+
+namespace nodeperf {
+namespace {
+
+constexpr MetricInfo kMetrics[] = {
+    {"nodeperf_runqueue_latency_seconds", MetricType::histogram, "", "bpf: sched_wakeup, sched_switch",
+     "Time tasks waited runnable before running: from wakeup, or from preemption, to running."},
+    {"nodeperf_runqueue_latency_window_seconds", MetricType::summary, "", "bpf: sched_wakeup, sched_switch",
+     "Run-queue latency p50, p95 and p99 over the sliding window (histogram.window)."},
+    {"nodeperf_cgroup_runqueue_latency_window_seconds", MetricType::summary, "cgroup",
+     "bpf: sched_wakeup, sched_switch", "Run-queue latency over the window, per v2 cgroup of the waiting task."},
+};
+constexpr LatencyFamilies kNodeFamilies{kMetrics[0], kMetrics[1]};
+
+constexpr std::string_view kProbe = "runqueue";
+static_assert(sizeof(np_runq_key) == 16 && offsetof(np_runq_key, bucket) == 8, "bpf/runqlat.h layout");
+
+class RunqueueCollector final : public Collector {
+ public:
+  explicit RunqueueCollector(const Config& config)
+      : layout_(config.histogram_schema),
+        window_ticks_(static_cast<size_t>(config.histogram_window / config.tick)),
+        node_(layout_, window_ticks_),
+        paths_(config.host_root) {
+    try {
+      load();
+    } catch (const ProbeError& e) {
+      error_ = e.what();
+      attached_.reset();
+      skel_.reset();
+    }
+  }
+
+  Status collect(SampleSink& out) override {
+    if (!attached_) return Status::failed(error_);
+    drain_.drain(bpf_map__fd(skel_->maps.runq_hist), [&](const np_runq_key& k, uint64_t n, uint64_t sum) {
+      node_.add(k.bucket, n, sum);
+      cgroup(k.cgroup_id).add(k.bucket, n, sum);
+    });
+    node_.end_tick();
+    emit_latency(out, kNodeFamilies, {}, node_, layout_);
+    for (auto it = by_cgroup_.begin(); it != by_cgroup_.end();) {
+      it->second.end_tick();
+      if (it->second.idle_for_window()) {
+        it = by_cgroup_.erase(it);
+        continue;
+      }
+      const std::string& path = paths_.path(it->first);
+      Label labels[] = {{"cgroup", path}};
+      if (!path.empty()) emit_window_summary(out, kMetrics[2], labels, it->second);
+      ++it;
+    }
+    drain_.prune_idle(bpf_map__fd(skel_->maps.runq_hist), window_ticks_);
+    attached_->emit_stats(out);
+    Label drop_labels[] = {{"probe", kProbe}, {"map", "runq_hist"}};
+    out.add(agent_metrics()[agent_metric::bpf_map_drops],
+            static_cast<double>(read_percpu_u64(bpf_map__fd(skel_->maps.runq_drops), 0)), drop_labels);
+    return Status::ok();
+  }
+
+ private:
+  void load() {
+    skel_.reset(runqlat_bpf__open());
+    if (!skel_) throw ProbeError(kProbe, "open", -errno);
+    // tp_btf where the kernel's BTF describes the tracepoints, else raw_tp.
+    bool btf = tracepoint_has_btf("sched_switch") && tracepoint_has_btf("sched_wakeup") &&
+               tracepoint_has_btf("sched_wakeup_new");
+    choose_programs(btf, {skel_->progs.btf_wakeup, skel_->progs.btf_wakeup_new, skel_->progs.btf_switch},
+                    {skel_->progs.raw_wakeup, skel_->progs.raw_wakeup_new, skel_->progs.raw_switch});
+    if (btf) bpf_map__set_max_entries(skel_->maps.runnable_since_by_pid, 1);  // unused
+    set_thresholds(skel_->rodata->np_thresholds, layout_);
+    if (int err = runqlat_bpf__load(skel_.get())) throw ProbeError(kProbe, "load", err);
+    attached_.emplace(kProbe, skel_->obj);
+    log_info("runqueue: attached " + attached_->names());
+  }
+
+  LatencyHistogram& cgroup(uint64_t id) {
+    auto it = by_cgroup_.find(id);
+    if (it == by_cgroup_.end()) it = by_cgroup_.emplace(id, LatencyHistogram(layout_, window_ticks_)).first;
+    return it->second;
+  }
+
+  BucketLayout layout_;
+  size_t window_ticks_;
+  LatencyHistogram node_;
+  std::unordered_map<uint64_t, LatencyHistogram> by_cgroup_;
+  CgroupPaths paths_;
+  HistogramDrain<np_runq_key> drain_;
+  std::string error_;
+  SkeletonPtr<runqlat_bpf> skel_{nullptr, runqlat_bpf__destroy};
+  std::optional<AttachedPrograms> attached_;  // after skel_: detached first
+};
+
+}  // namespace
+
+const CollectorFactory kRunqueueCollector{
+    "runqueue", "Run-queue latency histograms, per node and per cgroup (eBPF: sched tracepoints)", kMetrics,
+    [](const Config& c) -> std::unique_ptr<Collector> { return std::make_unique<RunqueueCollector>(c); }, true};
+
+}  // namespace nodeperf
