@@ -33,6 +33,15 @@ const std::string& CgroupPaths::path(uint64_t id) {
   return it == paths_.end() ? unknown : it->second;
 }
 
+bool CgroupPaths::alive(uint64_t id) {
+  const std::string& p = path(id);
+  if (p.empty()) return false;
+  struct stat st{};
+  if (stat((root_ + p).c_str(), &st) == 0 && st.st_ino == id) return true;
+  paths_.erase(id);
+  return false;
+}
+
 void CgroupPaths::rescan() {
   last_scan_ = std::chrono::steady_clock::now();
   paths_.clear();

@@ -19,6 +19,8 @@ class CgroupPaths {
   // after a rescan (the cgroup is gone). Rescans at most once a second.
   const std::string& path(uint64_t id);
   const std::string& root() const { return root_; }
+  // True while the cgroup's directory still exists (one stat).
+  bool alive(uint64_t id);
 
  private:
   void rescan();

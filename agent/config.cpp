@@ -345,9 +345,9 @@ AgentArgs parse_agent_args(const std::vector<std::string>& args) {
     std::optional<std::string> value;
     if (arg.find('=') != std::string_view::npos) value = std::string(arg.substr(arg.find('=') + 1));
 
-    if (name == "config.check") {
-      if (value) throw ConfigError("flag --config.check takes no value");
-      out.config_check = true;
+    if (name == "config.check" || name == "probe.check") {
+      if (value) throw ConfigError("flag --" + name + " takes no value");
+      (name == "config.check" ? out.config_check : out.probe_check) = true;
       continue;
     }
     if (name == "config.file") {
@@ -397,6 +397,8 @@ std::string config_help() {
          "Flags (every flag is also a key of the --config.file YAML file; flags win):\n"
          "  --config.file=FILE       YAML configuration file\n"
          "  --config.check           validate the configuration and exit (0 if valid)\n"
+         "  --probe.check            load and attach every enabled eBPF probe, one line each, and exit\n"
+         "                           (0 if all attached)\n"
          "  -h, --help               this help\n";
   for (const Option& o : options()) {
     std::string flag = "--" + o.flag;

@@ -54,6 +54,7 @@ struct FlagValue {
 struct AgentArgs {
   std::string config_file;
   bool config_check = false;
+  bool probe_check = false;
   bool help = false;
   std::vector<FlagValue> flags;
 };

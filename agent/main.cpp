@@ -8,6 +8,8 @@
 #include "agent/config.h"
 #include "agent/doctor.h"
 #include "agent/log.h"
+#include "collectors/bpf_probe.h"
+#include "collectors/collector.h"
 
 namespace {
 
@@ -26,6 +28,23 @@ bool wants_help(const std::vector<std::string>& args) {
   return false;
 }
 
+// Loads and attaches every enabled BPF collector once, as the agent would.
+int check_probes(const nodeperf::Config& config) {
+  using namespace nodeperf;
+  set_log_level(LogLevel::warn);  // the lines below say it all
+  int failed = 0;
+  for (const CollectorFactory& f : collector_factories()) {
+    if (!f.bpf || !config.enabled(f.name)) continue;
+    SampleSink sink;
+    Status status = f.make(config)->collect(sink);
+    bool ok = status.kind != Status::Kind::failed;
+    failed += !ok;
+    std::cout << (ok ? "OK      " : "FAILED  ") << f.name << ": " << (ok ? "loaded and attached" : status.error)
+              << "\n";
+  }
+  return failed ? 1 : 0;
+}
+
 int run_agent(const std::vector<std::string>& args) {
   using namespace nodeperf;
   AgentArgs parsed;
@@ -41,6 +60,9 @@ int run_agent(const std::vector<std::string>& args) {
     std::cerr << "nodeperf: " << e.what() << "\n";
     return 2;
   }
+  set_log_level(config.log_level);
+  route_libbpf_logs();
+  if (parsed.probe_check) return check_probes(config);
   if (parsed.config_check) {
     std::cout << "nodeperf: configuration is valid"
               << (parsed.config_file.empty() ? "" : " (" + parsed.config_file + ")") << "\n";

@@ -60,10 +60,35 @@ struct request___pre_5_17 {
 	struct gendisk *rq_disk; /* removed in 5.17 (block: remove rq_disk) */
 };
 
+struct sock_cgroup_data {
+	struct cgroup *cgroup; /* 5.15+ (cgroup: remove cgroup v1 from sock_cgroup_data) */
+};
+
+struct sock_cgroup_data___pre_5_15 {
+	__u64 val; /* a struct cgroup * when its low bit is clear */
+};
+
+struct sock_common {
+	unsigned short skc_family;
+};
+
+struct sock {
+	struct sock_common __sk_common;
+	__u16 sk_protocol;
+	struct sock_cgroup_data sk_cgrp_data;
+};
+
+struct tcp_sock {
+	__u32 srtt_us; /* smoothed RTT << 3, in microseconds */
+};
+
 #pragma clang attribute pop
 
 #define TASK_RUNNING 0
 #define REQ_OP_MASK ((1 << 8) - 1)
 #define MINORBITS 20
+#define IPPROTO_TCP 6
+#define TCP_ESTABLISHED 1
+#define TCP_SYN_SENT 2
 
 #endif

@@ -101,7 +101,7 @@ class BlockioCollector final : public Collector {
  private:
   void load() {
     skel_.reset(blockio_bpf__open());
-    if (!skel_) throw ProbeError(kProbe, "open", -errno);
+    if (!skel_) throw ProbeError("open", -errno);
     int issue_args = tracepoint_arg_count("block_rq_issue");
     bool btf = issue_args > 0 && tracepoint_has_btf("block_rq_insert") && tracepoint_has_btf("block_rq_complete");
     choose_programs(btf, {skel_->progs.btf_insert, skel_->progs.btf_issue, skel_->progs.btf_complete},
@@ -109,7 +109,7 @@ class BlockioCollector final : public Collector {
     // Before 5.11 these tracepoints passed (queue, request); since, (request).
     skel_->rodata->rq_is_second_arg = issue_args == 2;
     set_thresholds(skel_->rodata->np_thresholds, layout_);
-    if (int err = blockio_bpf__load(skel_.get())) throw ProbeError(kProbe, "load", err);
+    if (int err = blockio_bpf__load(skel_.get())) throw ProbeError("load", err);
     attached_.emplace(kProbe, skel_->obj);
     log_info("blockio: attached " + attached_->names());
   }

@@ -3,17 +3,30 @@
 #include <bpf/btf.h>
 
 #include <cerrno>
-#include <mutex>
+#include <cstdarg>
+#include <cstdio>
+
+#include "agent/log.h"
 
 #include "agent/metric_table.h"
 
 namespace nodeperf {
 
-ProbeError::ProbeError(std::string_view probe, std::string_view stage, int err)
-    : std::runtime_error(std::string(probe) + ": " + std::string(stage) + " failed: " + std::strerror(err < 0 ? -err : err) +
+ProbeError::ProbeError(std::string_view stage, int err)
+    : std::runtime_error(std::string(stage) + " failed: " + std::strerror(err < 0 ? -err : err) +
                          (err == -EPERM || err == EPERM ? " (needs root, or CAP_BPF and CAP_PERFMON)" : "")) {}
 
 namespace {
+
+int libbpf_to_log(libbpf_print_level level, const char* format, va_list args) {
+  if (level == LIBBPF_DEBUG || !log_enabled(LogLevel::debug)) return 0;
+  char line[512];
+  int n = vsnprintf(line, sizeof line, format, args);
+  std::string_view text(line, n < 0 ? 0 : std::min<size_t>(static_cast<size_t>(n), sizeof line - 1));
+  while (!text.empty() && text.back() == '\n') text.remove_suffix(1);
+  log_debug("libbpf: " + std::string(text));
+  return n;
+}
 
 const btf* vmlinux_btf() {
   static btf* vmlinux = btf__load_vmlinux_btf();  // kept: probes ask several times at start
@@ -21,6 +34,8 @@ const btf* vmlinux_btf() {
 }
 
 }  // namespace
+
+void route_libbpf_logs() { libbpf_set_print(libbpf_to_log); }
 
 bool tracepoint_has_btf(const std::string& tracepoint) {
   return tracepoint_arg_count(tracepoint) >= 0;
@@ -58,7 +73,7 @@ AttachedPrograms::AttachedPrograms(std::string_view probe, bpf_object* object) :
     if (!link) {
       int err = -errno;
       for (bpf_link* l : links_) bpf_link__destroy(l);
-      throw ProbeError(probe, std::string("attach ") + bpf_program__name(prog), err);
+      throw ProbeError(std::string("attach ") + bpf_program__name(prog), err);
     }
     programs_.push_back(prog);
     links_.push_back(link);

@@ -23,9 +23,14 @@ namespace nodeperf {
 // "up 0" and one log line. Never thrown on the tick path.
 class ProbeError : public std::runtime_error {
  public:
-  // libbpf's negative errno, with the probe and the stage it failed at.
-  ProbeError(std::string_view probe, std::string_view stage, int err);
+  // libbpf's negative errno, with the stage it failed at. The probe's name is
+  // not repeated: the agent's log line and --probe.check put it in front.
+  ProbeError(std::string_view stage, int err);
 };
+
+// Sends libbpf's own messages to our log at debug level: each probe that
+// fails reports one line of its own, with the reason.
+void route_libbpf_logs();
 
 // True if the running kernel's BTF describes this tracepoint, so a tp_btf
 // program can attach to it; false means use the raw_tp program instead.

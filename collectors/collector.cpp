@@ -10,6 +10,7 @@
 #include "collectors/pressure.h"
 #include "collectors/process.h"
 #include "collectors/runqueue.h"
+#include "collectors/tcp.h"
 #include "collectors/vmstat.h"
 
 namespace nodeperf {
@@ -26,6 +27,7 @@ std::span<const CollectorFactory> collector_factories() {
       kPressureCollector,
       kProcessCollector,
       kRunqueueCollector,
+      kTcpCollector,
       kVmstatCollector,
   };
   return factories;

@@ -53,7 +53,8 @@ class RunqueueCollector final : public Collector {
     emit_latency(out, kNodeFamilies, {}, node_, layout_);
     for (auto it = by_cgroup_.begin(); it != by_cgroup_.end();) {
       it->second.end_tick();
-      if (it->second.idle_for_window()) {
+      // A cgroup's series last as long as the cgroup: gone, they go too.
+      if (it->second.idle_for_window() && !paths_.alive(it->first)) {
         it = by_cgroup_.erase(it);
         continue;
       }
@@ -73,7 +74,7 @@ class RunqueueCollector final : public Collector {
  private:
   void load() {
     skel_.reset(runqlat_bpf__open());
-    if (!skel_) throw ProbeError(kProbe, "open", -errno);
+    if (!skel_) throw ProbeError("open", -errno);
     // tp_btf where the kernel's BTF describes the tracepoints, else raw_tp.
     bool btf = tracepoint_has_btf("sched_switch") && tracepoint_has_btf("sched_wakeup") &&
                tracepoint_has_btf("sched_wakeup_new");
@@ -81,7 +82,7 @@ class RunqueueCollector final : public Collector {
                     {skel_->progs.raw_wakeup, skel_->progs.raw_wakeup_new, skel_->progs.raw_switch});
     if (btf) bpf_map__set_max_entries(skel_->maps.runnable_since_by_pid, 1);  // unused
     set_thresholds(skel_->rodata->np_thresholds, layout_);
-    if (int err = runqlat_bpf__load(skel_.get())) throw ProbeError(kProbe, "load", err);
+    if (int err = runqlat_bpf__load(skel_.get())) throw ProbeError("load", err);
     attached_.emplace(kProbe, skel_->obj);
     log_info("runqueue: attached " + attached_->names());
   }

@@ -1,0 +1,152 @@
+#include "collectors/tcp.h"
+
+#include <map>
+#include <optional>
+
+#include "agent/cgroup_paths.h"
+#include "agent/config.h"
+#include "agent/histogram.h"
+#include "agent/log.h"
+#include "bpf/tcp.h"
+#include "bpf/tcp.skel.h"
+#include "collectors/bpf_probe.h"
+
+namespace nodeperf {
+namespace {
+
+constexpr MetricInfo kMetrics[] = {
+    {"nodeperf_tcp_rtt_seconds", MetricType::histogram, "", "bpf: tcp_probe",
+     "Smoothed round-trip time of the socket at each received segment (segment-weighted)."},
+    {"nodeperf_tcp_rtt_window_seconds", MetricType::summary, "", "bpf: tcp_probe",
+     "TCP smoothed RTT p50, p95 and p99 over the sliding window."},
+    {"nodeperf_tcp_connect_latency_seconds", MetricType::histogram, "", "bpf: inet_sock_set_state",
+     "Time from an active open's SYN to ESTABLISHED."},
+    {"nodeperf_tcp_connect_latency_window_seconds", MetricType::summary, "", "bpf: inet_sock_set_state",
+     "TCP connect latency p50, p95 and p99 over the sliding window."},
+    {"nodeperf_cgroup_tcp_rtt_window_seconds", MetricType::summary, "cgroup", "bpf: tcp_probe",
+     "TCP smoothed RTT over the window, per v2 cgroup of the socket's owner."},
+    {"nodeperf_cgroup_tcp_retransmits_total", MetricType::counter, "cgroup", "bpf: tcp_retransmit_skb",
+     "TCP segments retransmitted, per v2 cgroup of the socket's owner."},
+    {"nodeperf_cgroup_tcp_resets_sent_total", MetricType::counter, "cgroup", "bpf: tcp_send_reset",
+     "TCP resets sent on a socket, per v2 cgroup of its owner."},
+    {"nodeperf_cgroup_tcp_resets_received_total", MetricType::counter, "cgroup", "bpf: tcp_receive_reset",
+     "TCP resets received on a socket, per v2 cgroup of its owner."},
+};
+enum { kRttWindowCgroup = 4, kRetransmits, kResetsSent, kResetsReceived };
+constexpr LatencyFamilies kRtt{kMetrics[0], kMetrics[1]};
+constexpr LatencyFamilies kConnect{kMetrics[2], kMetrics[3]};
+
+constexpr std::string_view kProbe = "tcp";
+static_assert(sizeof(np_tcp_key) == 16 && offsetof(np_tcp_key, bucket) == 12, "bpf/tcp.h layout");
+
+struct CgroupTcp {
+  LatencyHistogram rtt;
+  uint64_t counters[3] = {};  // retransmits, resets sent, resets received
+};
+
+class TcpCollector final : public Collector {
+ public:
+  explicit TcpCollector(const Config& config)
+      : layout_(config.histogram_schema),
+        window_ticks_(static_cast<size_t>(config.histogram_window / config.tick)),
+        rtt_(layout_, window_ticks_),
+        connect_(layout_, window_ticks_),
+        paths_(config.host_root) {
+    try {
+      load();
+    } catch (const ProbeError& e) {
+      error_ = e.what();
+      attached_.reset();
+      skel_.reset();
+    }
+  }
+
+  Status collect(SampleSink& out) override {
+    if (!attached_) return Status::failed(error_);
+    drain_.drain(bpf_map__fd(skel_->maps.tcp_hist), [&](const np_tcp_key& k, uint64_t n, uint64_t sum) {
+      switch (k.kind) {
+        case NP_TCP_RTT:
+          rtt_.add(k.bucket, n, sum);
+          cgroup(k.cgroup_id).rtt.add(k.bucket, n, sum);
+          break;
+        case NP_TCP_CONNECT: connect_.add(k.bucket, n, sum); break;
+        case NP_TCP_RETRANSMIT:
+        case NP_TCP_RESET_SENT:
+        case NP_TCP_RESET_RECEIVED: cgroup(k.cgroup_id).counters[k.kind - NP_TCP_RETRANSMIT] += n; break;
+        default: break;
+      }
+    });
+    rtt_.end_tick();
+    connect_.end_tick();
+    emit_latency(out, kRtt, {}, rtt_, layout_);
+    emit_latency(out, kConnect, {}, connect_, layout_);
+    for (auto it = by_cgroup_.begin(); it != by_cgroup_.end();) {
+      it->second.rtt.end_tick();
+      if (it->second.rtt.idle_for_window() && !paths_.alive(it->first)) {
+        it = by_cgroup_.erase(it);  // the cgroup is gone: so are its series
+        continue;
+      }
+      const std::string& path = paths_.path(it->first);
+      if (!path.empty()) {
+        Label labels[] = {{"cgroup", path}};
+        emit_window_summary(out, kMetrics[kRttWindowCgroup], labels, it->second.rtt);
+        for (int c = 0; c < 3; ++c) {
+          out.add(kMetrics[kRetransmits + c], static_cast<double>(it->second.counters[c]), labels);
+        }
+      }
+      ++it;
+    }
+    drain_.prune_idle(bpf_map__fd(skel_->maps.tcp_hist), window_ticks_);
+    attached_->emit_stats(out);
+    int drops = bpf_map__fd(skel_->maps.tcp_drops);
+    Label hist_full[] = {{"probe", kProbe}, {"map", "tcp_hist"}};
+    Label connecting_full[] = {{"probe", kProbe}, {"map", "connecting"}};
+    out.add(agent_metrics()[agent_metric::bpf_map_drops], static_cast<double>(read_percpu_u64(drops, 0)), hist_full);
+    out.add(agent_metrics()[agent_metric::bpf_map_drops], static_cast<double>(read_percpu_u64(drops, 1)),
+            connecting_full);
+    return Status::ok();
+  }
+
+ private:
+  void load() {
+    skel_.reset(tcp_bpf__open());
+    if (!skel_) throw ProbeError("open", -errno);
+    bool btf = true;
+    for (const char* tp : {"tcp_probe", "inet_sock_set_state", "tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"}) {
+      btf = btf && tracepoint_has_btf(tp);
+    }
+    choose_programs(btf,
+                    {skel_->progs.btf_tcp_probe, skel_->progs.btf_set_state, skel_->progs.btf_retransmit,
+                     skel_->progs.btf_send_reset, skel_->progs.btf_receive_reset},
+                    {skel_->progs.raw_tcp_probe, skel_->progs.raw_set_state, skel_->progs.raw_retransmit,
+                     skel_->progs.raw_send_reset, skel_->progs.raw_receive_reset});
+    set_thresholds(skel_->rodata->np_thresholds, layout_);
+    if (int err = tcp_bpf__load(skel_.get())) throw ProbeError("load", err);
+    attached_.emplace(kProbe, skel_->obj);
+    log_info("tcp: attached " + attached_->names());
+  }
+
+  CgroupTcp& cgroup(uint64_t id) {
+    auto it = by_cgroup_.find(id);
+    if (it == by_cgroup_.end()) it = by_cgroup_.emplace(id, CgroupTcp{LatencyHistogram(layout_, window_ticks_)}).first;
+    return it->second;
+  }
+
+  BucketLayout layout_;
+  size_t window_ticks_;
+  LatencyHistogram rtt_, connect_;
+  std::map<uint64_t, CgroupTcp> by_cgroup_;
+  CgroupPaths paths_;
+  HistogramDrain<np_tcp_key> drain_;
+  std::string error_;
+  SkeletonPtr<tcp_bpf> skel_{nullptr, tcp_bpf__destroy};
+  std::optional<AttachedPrograms> attached_;
+};
+
+}  // namespace
+
+const CollectorFactory kTcpCollector{
+    "tcp", "TCP RTT and connect latency histograms, retransmits and resets per cgroup (eBPF: tcp tracepoints)",
+    kMetrics, [](const Config& c) -> std::unique_ptr<Collector> { return std::make_unique<TcpCollector>(c); }, true};
+
+}  // namespace nodeperf
