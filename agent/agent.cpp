@@ -2,6 +2,7 @@
 
 #include <csignal>
 
+#include "collectors/bpf_probe.h"
 #include "exporters/exposition.h"
 
 namespace nodeperf {
@@ -76,6 +77,7 @@ void Agent::build_collectors() {
     if (!config_.enabled(f.name)) continue;
     collectors_.push_back(CollectorState{&f, f.make(config_), false, 0, LogLimiter()});
   }
+  release_kernel_btf();
 }
 
 int Agent::run() {

@@ -28,14 +28,28 @@ int libbpf_to_log(libbpf_print_level level, const char* format, va_list args) {
   return n;
 }
 
-const btf* vmlinux_btf() {
-  static btf* vmlinux = btf__load_vmlinux_btf();  // kept: probes ask several times at start
+// The kernel's BTF, parsed once for all the probes' questions at start-up
+// and released after (it is several megabytes).
+btf*& vmlinux_slot() {
+  static btf* vmlinux = nullptr;
   return vmlinux;
+}
+
+const btf* vmlinux_btf() {
+  btf*& slot = vmlinux_slot();
+  if (!slot) slot = btf__load_vmlinux_btf();
+  return slot;
 }
 
 }  // namespace
 
 void route_libbpf_logs() { libbpf_set_print(libbpf_to_log); }
+
+void release_kernel_btf() {
+  btf*& slot = vmlinux_slot();
+  btf__free(slot);
+  slot = nullptr;
+}
 
 bool tracepoint_has_btf(const std::string& tracepoint) {
   return tracepoint_arg_count(tracepoint) >= 0;

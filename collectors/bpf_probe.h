@@ -32,6 +32,10 @@ class ProbeError : public std::runtime_error {
 // fails reports one line of its own, with the reason.
 void route_libbpf_logs();
 
+// Frees the kernel BTF parsed for tracepoint_has_btf(); call once the
+// probes are loaded.
+void release_kernel_btf();
+
 // True if the running kernel's BTF describes this tracepoint, so a tp_btf
 // program can attach to it; false means use the raw_tp program instead.
 bool tracepoint_has_btf(const std::string& tracepoint);
