@@ -1,5 +1,6 @@
 #include "agent/agent.h"
 
+#include <algorithm>
 #include <csignal>
 
 #include "collectors/bpf_probe.h"
@@ -40,6 +41,13 @@ constexpr std::string_view kIndexPage =
     "<li><a href=\"/readyz\">/readyz</a>: readiness (a first snapshot exists)</li>\n"
     "</ul>\n</body></html>\n";
 
+// True if two configurations build the same collectors (only toggles may differ).
+bool same_collector_settings(const Config& a, const Config& b) {
+  return a.host_root == b.host_root && a.tick == b.tick && a.histogram_schema == b.histogram_schema &&
+         a.histogram_window == b.histogram_window && a.diskstats_device_exclude == b.diskstats_device_exclude &&
+         a.netdev_device_exclude == b.netdev_device_exclude;
+}
+
 }  // namespace
 
 Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flags)
@@ -50,7 +58,7 @@ Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flag
       signals_(io_, SIGINT, SIGTERM, SIGHUP),
       server_(io_, config_.listen_address, limits_of(config_)) {
   set_log_level(config_.log_level);
-  build_collectors();
+  build_collectors(false);
   server_.route("/metrics", [this](const HttpRequest& r) { return serve_metrics(r); });
   server_.route("/healthz", [this](const HttpRequest&) {
     // Alive while ticks keep happening; a stuck loop fails liveness.
@@ -71,12 +79,21 @@ Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flag
 
 Agent::~Agent() = default;
 
-void Agent::build_collectors() {
-  collectors_.clear();
+void Agent::build_collectors(bool keep_running) {
+  // Collectors that stay enabled keep running across a reload: probes stay
+  // attached and histograms keep their counts.
+  std::vector<CollectorState> next;
   for (const CollectorFactory& f : collector_factories()) {
     if (!config_.enabled(f.name)) continue;
-    collectors_.push_back(CollectorState{&f, f.make(config_), false, 0, LogLimiter()});
+    auto running = std::find_if(collectors_.begin(), collectors_.end(),
+                                [&](const CollectorState& c) { return c.factory == &f; });
+    if (keep_running && running != collectors_.end()) {
+      next.push_back(std::move(*running));
+    } else {
+      next.push_back(CollectorState{&f, f.make(config_), false, 0, LogLimiter()});
+    }
   }
+  collectors_ = std::move(next);
   release_kernel_btf();
 }
 
@@ -123,10 +140,12 @@ void Agent::reload() {
     next.listen_address = config_.listen_address;
   }
   bool tick_changed = next.tick != config_.tick;
+  bool keep = same_collector_settings(config_, next);
+  if (!keep) log_info("collector settings changed: every collector restarts (histograms start again)");
   config_ = std::move(next);
   set_log_level(config_.log_level);
   server_.set_limits(limits_of(config_));
-  build_collectors();
+  build_collectors(keep);
   if (tick_changed) {  // take the new interval from now on
     next_tick_ = Clock::now() + config_.tick;
     timer_.expires_at(next_tick_);

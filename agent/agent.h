@@ -37,7 +37,7 @@ class Agent {
     LogLimiter limiter;
   };
 
-  void build_collectors();
+  void build_collectors(bool keep_running);
   void tick();
   void schedule_tick();
   void on_signal(int signal);
