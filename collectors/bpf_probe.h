@@ -6,6 +6,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -88,28 +89,10 @@ class HistogramDrain {
   using Visit = std::function<void(const Key& key, uint64_t count, uint64_t sum_ns)>;
 
   void drain(int map_fd, const Visit& visit) {
-    const size_t cpus = static_cast<size_t>(libbpf_num_possible_cpus());
-    values_.resize(cpus);
-    Key key{}, next{};
-    const Key* prev = nullptr;
     ++tick_;
-    while (bpf_map_get_next_key(map_fd, prev, &next) == 0) {
-      key = next;
-      prev = &key;
-      if (bpf_map_lookup_elem(map_fd, &key, values_.data()) != 0) continue;  // deleted meanwhile
-      np_hist_value total{};
-      for (const np_hist_value& v : values_) {
-        total.count += v.count;
-        total.sum_ns += v.sum_ns;
-      }
-      Seen& last = last_[bytes(key)];
-      if (total.count < last.total.count) last = {};  // the key was deleted and re-created
-      if (total.count > last.total.count) {
-        visit(key, total.count - last.total.count, total.sum_ns - last.total.sum_ns);
-        last.changed_tick = tick_;
-      }
-      last.total = total;
-    }
+    if (!batch_unsupported_ && drain_batched(map_fd, visit)) return;
+    batch_unsupported_ = true;
+    drain_by_key(map_fd, visit);
   }
 
   // Deletes the keys unchanged for `idle_ticks` drains from the map. An
@@ -128,14 +111,72 @@ class HistogramDrain {
   }
 
  private:
+  // Sums one key's per-CPU values and reports its growth.
+  void account(const Key& key, const np_hist_value* per_cpu, size_t cpus, const Visit& visit) {
+    np_hist_value total{};
+    for (size_t c = 0; c < cpus; ++c) {
+      total.count += per_cpu[c].count;
+      total.sum_ns += per_cpu[c].sum_ns;
+    }
+    Seen& last = last_[bytes(key)];
+    if (total.count < last.total.count) last = {};  // the key was deleted and re-created
+    if (total.count > last.total.count) {
+      visit(key, total.count - last.total.count, total.sum_ns - last.total.sum_ns);
+      last.changed_tick = tick_;
+    }
+    last.total = total;
+  }
+
+  // BPF_MAP_LOOKUP_BATCH (5.6+): a few syscalls per tick whatever the keys.
+  // False if the kernel does not support it for this map.
+  bool drain_batched(int map_fd, const Visit& visit) {
+    const size_t cpus = static_cast<size_t>(libbpf_num_possible_cpus());
+    uint32_t batch = 256;
+    uint32_t in_batch = 0, out_batch = 0;
+    bool first = true;
+    for (;;) {
+      keys_.resize(batch);
+      values_.resize(batch * cpus);
+      uint32_t count = batch;
+      int err = bpf_map_lookup_batch(map_fd, first ? nullptr : &in_batch, &out_batch, keys_.data(), values_.data(),
+                                     &count, nullptr);
+      if (err && errno == ENOSPC && batch < (1u << 16)) {  // a hash bucket holds more than `batch` keys
+        batch *= 4;
+        continue;
+      }
+      // Unsupported on the first call: fall back for good. Failing later:
+      // what was not read is read next tick (the counts are cumulative).
+      if (err && errno != ENOENT) return !first;
+      for (uint32_t i = 0; i < count; ++i) account(keys_[i], &values_[i * cpus], cpus, visit);
+      if (err) return true;  // ENOENT: that was the last batch
+      in_batch = out_batch;
+      first = false;
+    }
+  }
+
+  void drain_by_key(int map_fd, const Visit& visit) {
+    const size_t cpus = static_cast<size_t>(libbpf_num_possible_cpus());
+    values_.resize(cpus);
+    Key key{}, next{};
+    const Key* prev = nullptr;
+    while (bpf_map_get_next_key(map_fd, prev, &next) == 0) {
+      key = next;
+      prev = &key;
+      if (bpf_map_lookup_elem(map_fd, &key, values_.data()) != 0) continue;  // deleted meanwhile
+      account(key, values_.data(), cpus, visit);
+    }
+  }
+
   static std::string bytes(const Key& k) { return std::string(reinterpret_cast<const char*>(&k), sizeof k); }
   struct Seen {
     np_hist_value total{};
     uint64_t changed_tick = 0;
   };
+  std::vector<Key> keys_;
   std::vector<np_hist_value> values_;
   std::unordered_map<std::string, Seen> last_;
   uint64_t tick_ = 0;
+  bool batch_unsupported_ = false;
 };
 
 }  // namespace nodeperf
