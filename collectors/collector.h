@@ -45,11 +45,13 @@ struct CollectorFactory {
 std::span<const CollectorFactory> collector_factories();
 
 // Records the first problem met while parsing, counts the rest, and turns it
-// into a Status at the end.
+// into a Status at the end. Messages are prefixed with the file they are
+// about, when the collector names it.
 class Problems {
  public:
+  explicit Problems(std::string file = {}) : file_(std::move(file)) {}
   void add(std::string what) {
-    if (count_++ == 0) first_ = std::move(what);
+    if (count_++ == 0) first_ = file_.empty() ? std::move(what) : file_ + ": " + what;
   }
   Status status() const {
     if (count_ == 0) return Status::ok();
@@ -59,6 +61,7 @@ class Problems {
   }
 
  private:
+  std::string file_;
   std::string first_;
   size_t count_ = 0;
 };

@@ -30,11 +30,11 @@ constexpr std::string_view kModes[] = {"user", "nice", "system", "idle", "iowait
 std::optional<uint64_t> parse_counter_line(Fields& fields, std::string_view line, Problems& problems) {
   std::string_view value;
   if (!fields.next(value)) {
-    problems.add("proc/stat: line '" + std::string(line) + "' has no value");
+    problems.add("line '" + std::string(line) + "' has no value");
     return std::nullopt;
   }
   auto v = parse_u64(value);
-  if (!v) problems.add("proc/stat: line '" + std::string(line.substr(0, 40)) + "': not a number");
+  if (!v) problems.add("line '" + std::string(line.substr(0, 40)) + "': not a number");
   return v;
 }
 
@@ -48,7 +48,7 @@ class CpuCollector final : public Collector {
     std::string error;
     auto text = file_.read(&error);
     if (!text) return Status::failed(error);
-    Problems problems;
+    Problems problems(file_.path());
     ProcStat stat = parse_proc_stat(*text, problems);
     for (const CpuTimes& c : stat.cpus) {
       for (size_t m = 0; m < std::size(kModes) && m < c.columns; ++m) {
@@ -91,7 +91,7 @@ ProcStat parse_proc_stat(std::string_view text, Problems& problems) {
       CpuTimes c;
       c.cpu = std::string(key.substr(3));
       if (!parse_u64(c.cpu)) {
-        problems.add("proc/stat: bad cpu name '" + std::string(key) + "'");
+        problems.add("bad cpu name '" + std::string(key) + "'");
         continue;
       }
       std::string_view field;
@@ -105,7 +105,7 @@ ProcStat parse_proc_stat(std::string_view text, Problems& problems) {
         c.ticks[c.columns++] = *v;
       }
       if (!ok || c.columns < 4) {
-        problems.add("proc/stat: malformed line for " + std::string(key));
+        problems.add("malformed line for " + std::string(key));
         continue;
       }
       stat.cpus.push_back(std::move(c));
@@ -123,7 +123,7 @@ ProcStat parse_proc_stat(std::string_view text, Problems& problems) {
       stat.procs_blocked = parse_counter_line(fields, line, problems);
     }
   }
-  if (stat.cpus.empty()) problems.add("proc/stat: no per-cpu lines");
+  if (stat.cpus.empty()) problems.add("no per-cpu lines");
   return stat;
 }
 

@@ -67,7 +67,7 @@ class DiskstatsCollector final : public Collector {
     std::string error;
     auto text = file_.read(&error);
     if (!text) return Status::failed(error);
-    Problems problems;
+    Problems problems(file_.path());
     std::vector<DiskStats> disks = parse_diskstats(*text, problems);
     std::erase_if(disks, [&](const DiskStats& d) { return filter_.excluded(d.device); });
     // One family at a time, so the sink appends to the same family in a row.
@@ -101,29 +101,33 @@ std::vector<DiskStats> parse_diskstats(std::string_view text, Problems& problems
     Fields fields(line);
     std::string_view major, minor, name, field;
     if (!fields.next(major) || !fields.next(minor) || !fields.next(name)) {
-      problems.add("proc/diskstats: short line '" + std::string(line) + "'");
+      problems.add("short line '" + std::string(line) + "'");
       continue;
     }
     DiskStats d;
     auto ma = parse_u64(major), mi = parse_u64(minor);
     if (!ma || !mi || *ma > UINT32_MAX || *mi > UINT32_MAX) {
-      problems.add("proc/diskstats: bad device number in '" + std::string(line.substr(0, 60)) + "'");
+      problems.add("bad device number in '" + std::string(line.substr(0, 60)) + "'");
       continue;
     }
     d.major = static_cast<uint32_t>(*ma);
     d.minor = static_cast<uint32_t>(*mi);
     d.device = std::string(name);
     bool ok = true;
+    size_t counters = 0;
     while (fields.next(field)) {
       auto v = parse_u64(field);
       if (!v) {
         ok = false;
         break;
       }
-      if (d.columns < d.stats.size()) d.stats[d.columns++] = *v;  // later kernels may add columns
+      if (d.columns < d.stats.size()) d.stats[d.columns++] = *v;
+      ++counters;
     }
-    if (!ok || d.columns < 11) {
-      problems.add("proc/diskstats: malformed line for " + d.device);
+    // Kernels write 11, 15 (4.18+) or 17 (5.5+) counters; later ones may add
+    // more. Any other count is a cut line.
+    if (!ok || !(counters == 11 || counters == 15 || counters >= 17)) {
+      problems.add("malformed line for " + d.device);
       continue;
     }
     out.push_back(std::move(d));

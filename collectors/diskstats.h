@@ -24,7 +24,8 @@ std::vector<DiskStats> parse_diskstats(std::string_view text, Problems& problems
 
 extern const CollectorFactory kDiskstatsCollector;
 
-// node_exporter's default: partitions, RAM disks and loop devices are left out.
-inline constexpr std::string_view kDefaultDiskExclude = R"(^(ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$)";
+// node_exporter's default (since 1.6, which adds zram): partitions, RAM
+// disks and loop devices are left out.
+inline constexpr std::string_view kDefaultDiskExclude = R"(^(z?ram|loop|fd|(h|s|v|xv)d[a-z]|nvme\d+n\d+p)\d+$)";
 
 }  // namespace nodeperf

@@ -88,10 +88,21 @@ class MeminfoCollector final : public Collector {
     std::string error;
     auto text = file_.read(&error);
     if (!text) return Status::failed(error);
-    Problems problems;
+    Problems problems(file_.path());
+    size_t emitted = 0;
     for (const MeminfoField& f : parse_meminfo(*text, problems)) {
-      if (const MetricInfo* m = metrics_.find(f.key)) out.add(*m, f.value);
+      const MetricInfo* m = metrics_.find(f.key);
+      if (!m) continue;
+      // A _bytes metric must come from a kB line, a count from a bare number:
+      // anything else is a cut or changed line.
+      if (m->name.ends_with("_bytes") != f.in_kb) {
+        problems.add(f.key + ": unexpected unit");
+        continue;
+      }
+      out.add(*m, f.value);
+      ++emitted;
     }
+    if (emitted == 0) return Status::failed(file_.path() + ": no known fields");
     return problems.status();
   }
 
@@ -112,13 +123,13 @@ std::vector<MeminfoField> parse_meminfo(std::string_view text, Problems& problem
     Fields fields(colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1));
     std::string_view value, unit;
     if (colon == std::string_view::npos || !fields.next(value)) {
-      problems.add("proc/meminfo: malformed line '" + std::string(line.substr(0, 60)) + "'");
+      problems.add("malformed line '" + std::string(line.substr(0, 60)) + "'");
       continue;
     }
     auto v = parse_u64(value);
     bool has_unit = fields.next(unit);
     if (!v || (has_unit && unit != "kB")) {
-      problems.add("proc/meminfo: bad value in '" + std::string(line.substr(0, 60)) + "'");
+      problems.add("bad value in '" + std::string(line.substr(0, 60)) + "'");
       continue;
     }
     // "Active(anon)" becomes "Active_anon", as node_exporter names it.
@@ -130,7 +141,7 @@ std::vector<MeminfoField> parse_meminfo(std::string_view text, Problems& problem
         key += c;
       }
     }
-    out.push_back({std::move(key), static_cast<double>(*v) * (has_unit ? 1024.0 : 1.0)});
+    out.push_back({std::move(key), static_cast<double>(*v) * (has_unit ? 1024.0 : 1.0), has_unit});
   }
   return out;
 }

@@ -44,7 +44,7 @@ class NetdevCollector final : public Collector {
     std::string error;
     auto text = file_.read(&error);
     if (!text) return Status::failed(error);
-    Problems problems;
+    Problems problems(file_.path());
     std::vector<NetDevStats> devices = parse_netdev(*text, problems);
     std::erase_if(devices, [&](const NetDevStats& d) { return filter_.excluded(d.device); });
     for (size_t col = 0; col < std::size(kMetrics); ++col) {
@@ -83,7 +83,7 @@ std::vector<NetDevStats> parse_netdev(std::string_view text, Problems& problems)
       else d.counters[n++] = *v;
     }
     if (!ok || n != d.counters.size()) {
-      problems.add("proc/net/dev: malformed line for '" + d.device + "'");
+      problems.add("malformed line for '" + d.device + "'");
       continue;
     }
     out.push_back(std::move(d));

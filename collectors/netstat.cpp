@@ -61,7 +61,7 @@ class NetstatCollector final : public Collector {
 
   Status collect(SampleSink& out) override {
     Problems problems;
-    size_t read = 0;
+    size_t read = 0, emitted = 0;
     for (ProcFile& file : files_) {
       std::string error;
       auto text = file.read(&error);
@@ -71,11 +71,14 @@ class NetstatCollector final : public Collector {
       }
       ++read;
       for (const SnmpValue& v : parse_snmp(*text, file.path(), problems)) {
-        if (const MetricInfo* m = metrics_.find(v.key)) out.add(*m, v.value);
+        if (const MetricInfo* m = metrics_.find(v.key)) {
+          out.add(*m, v.value);
+          ++emitted;
+        }
       }
     }
     Status status = problems.status();
-    if (read == 0) status.kind = Status::Kind::failed;
+    if (emitted == 0) status = Status::failed(status.error.empty() ? files_[0].path() + ", " + files_[1].path() + ": no known fields" : status.error);
     return status;
   }
 
@@ -104,17 +107,30 @@ std::vector<SnmpValue> parse_snmp(std::string_view text, std::string_view file, 
       continue;
     }
     section.remove_suffix(1);
-    while (names.next(name)) {
-      if (!nums.next(num)) {
-        problems.add(std::string(file) + ": " + std::string(section) + " has fewer values than names");
-        break;
-      }
-      auto v = parse_double(num);  // some are signed (Tcp MaxConn -1)
+    // Names and values must pair up one to one; a cut or padded line is
+    // skipped whole rather than paired wrongly.
+    std::vector<std::pair<std::string_view, std::string_view>> pairs;
+    bool more_names = false, more_values = false;
+    for (;;) {
+      bool has_name = names.next(name), has_num = nums.next(num);
+      if (!has_name && !has_num) break;
+      if (!has_num) more_names = true;
+      if (!has_name) more_values = true;
+      if (!has_name || !has_num) break;
+      pairs.emplace_back(name, num);
+    }
+    if (more_names || more_values) {
+      problems.add(std::string(file) + ": " + std::string(section) + " has " +
+                   (more_names ? "fewer values than names" : "more values than names"));
+      continue;
+    }
+    for (auto [n, text] : pairs) {
+      auto v = parse_double(text);  // some are signed (Tcp MaxConn -1)
       if (!v) {
-        problems.add(std::string(file) + ": bad value for " + std::string(section) + "_" + std::string(name));
+        problems.add(std::string(file) + ": bad value for " + std::string(section) + "_" + std::string(n));
         continue;
       }
-      out.push_back({std::string(section) + "_" + std::string(name), *v});
+      out.push_back({std::string(section) + "_" + std::string(n), *v});
     }
   }
   return out;

@@ -33,7 +33,7 @@ class PressureCollector final : public Collector {
 
   Status collect(SampleSink& out) override {
     Problems problems;
-    size_t read = 0;
+    size_t read = 0;  // files that gave totals
     for (size_t r = 0; r < std::size(kResources); ++r) {
       std::string error;
       auto text = files_[r].read(&error);
@@ -41,12 +41,12 @@ class PressureCollector final : public Collector {
         problems.add(error + " (PSI needs CONFIG_PSI=y, and psi=1 where the kernel defaults it off)");
         continue;
       }
-      ++read;
       auto totals = parse_pressure(*text);
       if (!totals) {
         problems.add(files_[r].path() + ": malformed");
         continue;
       }
+      ++read;
       if (totals->some_us) out.add(kMetrics[2 * r], *totals->some_us * 1e-6);
       if (totals->full_us) out.add(kMetrics[2 * r + 1], *totals->full_us * 1e-6);
     }

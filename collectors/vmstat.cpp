@@ -31,6 +31,7 @@ class VmstatCollector final : public Collector {
     auto text = file_.read(&error);
     if (!text) return Status::failed(error);
     Problems problems;
+    size_t emitted = 0;
     Lines lines(*text);
     std::string_view line;
     while (lines.next(line)) {
@@ -46,7 +47,9 @@ class VmstatCollector final : public Collector {
         continue;
       }
       out.add(*m, static_cast<double>(*v));
+      ++emitted;
     }
+    if (emitted == 0) return Status::failed(file_.path() + ": no known fields");
     return problems.status();
   }
 
