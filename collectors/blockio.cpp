@@ -89,12 +89,7 @@ class BlockioCollector final : public Collector {
     }
     drain_.prune_idle(bpf_map__fd(skel_->maps.block_hist), window_ticks_);
     attached_->emit_stats(out);
-    int drops = bpf_map__fd(skel_->maps.block_drops);
-    Label hist_full[] = {{"probe", kProbe}, {"map", "block_hist"}};
-    Label requests_full[] = {{"probe", kProbe}, {"map", "requests"}};
-    out.add(agent_metrics()[agent_metric::bpf_map_drops], static_cast<double>(read_percpu_u64(drops, 0)), hist_full);
-    out.add(agent_metrics()[agent_metric::bpf_map_drops], static_cast<double>(read_percpu_u64(drops, 1)),
-            requests_full);
+    emit_map_drops(out, kProbe, bpf_map__fd(skel_->maps.block_drops), {"block_hist", "requests"});
     return Status::ok();
   }
 
@@ -103,7 +98,7 @@ class BlockioCollector final : public Collector {
     skel_.reset(blockio_bpf__open());
     if (!skel_) throw ProbeError("open", -errno);
     int issue_args = tracepoint_arg_count("block_rq_issue");
-    bool btf = issue_args > 0 && tracepoint_has_btf("block_rq_insert") && tracepoint_has_btf("block_rq_complete");
+    bool btf = issue_args > 0 && tracepoints_have_btf({"block_rq_insert", "block_rq_complete"});
     choose_programs(btf, {skel_->progs.btf_insert, skel_->progs.btf_issue, skel_->progs.btf_complete},
                     {skel_->progs.raw_insert, skel_->progs.raw_issue, skel_->progs.raw_complete});
     // Before 5.11 these tracepoints passed (queue, request); since, (request).

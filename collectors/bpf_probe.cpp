@@ -55,6 +55,13 @@ bool tracepoint_has_btf(const std::string& tracepoint) {
   return tracepoint_arg_count(tracepoint) >= 0;
 }
 
+bool tracepoints_have_btf(std::initializer_list<const char*> tracepoints) {
+  for (const char* tp : tracepoints) {
+    if (!tracepoint_has_btf(tp)) return false;
+  }
+  return true;
+}
+
 int tracepoint_arg_count(const std::string& tracepoint) {
   const btf* b = vmlinux_btf();
   if (!b) return -1;
@@ -122,12 +129,19 @@ void AttachedPrograms::emit_stats(SampleSink& out) const {
   }
 }
 
-uint64_t read_percpu_u64(int map_fd, uint32_t key) {
-  std::vector<uint64_t> values(static_cast<size_t>(libbpf_num_possible_cpus()));
-  if (bpf_map_lookup_elem(map_fd, &key, values.data()) != 0) return 0;
-  uint64_t sum = 0;
-  for (uint64_t v : values) sum += v;
-  return sum;
+void emit_map_drops(SampleSink& out, std::string_view probe, int drops_fd,
+                    std::initializer_list<std::string_view> maps) {
+  std::vector<uint64_t> per_cpu(static_cast<size_t>(libbpf_num_possible_cpus()));
+  uint32_t slot = 0;
+  for (std::string_view map : maps) {
+    uint64_t sum = 0;
+    if (bpf_map_lookup_elem(drops_fd, &slot, per_cpu.data()) == 0) {
+      for (uint64_t v : per_cpu) sum += v;
+    }
+    Label labels[] = {{"probe", probe}, {"map", map}};
+    out.add(agent_metrics()[agent_metric::bpf_map_drops], static_cast<double>(sum), labels);
+    ++slot;
+  }
 }
 
 }  // namespace nodeperf

@@ -40,6 +40,8 @@ void release_kernel_btf();
 // True if the running kernel's BTF describes this tracepoint, so a tp_btf
 // program can attach to it; false means use the raw_tp program instead.
 bool tracepoint_has_btf(const std::string& tracepoint);
+// True if it does for every one of them.
+bool tracepoints_have_btf(std::initializer_list<const char*> tracepoints);
 
 // The arguments of a tracepoint as its BTF declares them (without the
 // leading context pointer), or -1 if the BTF does not describe it.
@@ -76,8 +78,10 @@ class AttachedPrograms {
   std::vector<bpf_link*> links_;
 };
 
-// Sum of a per-CPU u64 slot across CPUs (for drop counters).
-uint64_t read_percpu_u64(int map_fd, uint32_t key);
+// nodeperf_bpf_map_drops_total{probe,map} from a per-CPU array of u64
+// drop counters, slot i counting the drops of maps[i].
+void emit_map_drops(SampleSink& out, std::string_view probe, int drops_fd,
+                    std::initializer_list<std::string_view> maps);
 
 // Drains a per-CPU hash map whose values are np_hist_value: sums each key
 // over CPUs and reports what grew since the last drain. The agent keeps the

@@ -65,9 +65,7 @@ class RunqueueCollector final : public Collector {
     }
     drain_.prune_idle(bpf_map__fd(skel_->maps.runq_hist), window_ticks_);
     attached_->emit_stats(out);
-    Label drop_labels[] = {{"probe", kProbe}, {"map", "runq_hist"}};
-    out.add(agent_metrics()[agent_metric::bpf_map_drops],
-            static_cast<double>(read_percpu_u64(bpf_map__fd(skel_->maps.runq_drops), 0)), drop_labels);
+    emit_map_drops(out, kProbe, bpf_map__fd(skel_->maps.runq_drops), {"runq_hist"});
     return Status::ok();
   }
 
@@ -76,8 +74,7 @@ class RunqueueCollector final : public Collector {
     skel_.reset(runqlat_bpf__open());
     if (!skel_) throw ProbeError("open", -errno);
     // tp_btf where the kernel's BTF describes the tracepoints, else raw_tp.
-    bool btf = tracepoint_has_btf("sched_switch") && tracepoint_has_btf("sched_wakeup") &&
-               tracepoint_has_btf("sched_wakeup_new");
+    bool btf = tracepoints_have_btf({"sched_switch", "sched_wakeup", "sched_wakeup_new"});
     choose_programs(btf, {skel_->progs.btf_wakeup, skel_->progs.btf_wakeup_new, skel_->progs.btf_switch},
                     {skel_->progs.raw_wakeup, skel_->progs.raw_wakeup_new, skel_->progs.raw_switch});
     if (btf) bpf_map__set_max_entries(skel_->maps.runnable_since_by_pid, 1);  // unused

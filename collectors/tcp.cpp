@@ -98,12 +98,7 @@ class TcpCollector final : public Collector {
     }
     drain_.prune_idle(bpf_map__fd(skel_->maps.tcp_hist), window_ticks_);
     attached_->emit_stats(out);
-    int drops = bpf_map__fd(skel_->maps.tcp_drops);
-    Label hist_full[] = {{"probe", kProbe}, {"map", "tcp_hist"}};
-    Label connecting_full[] = {{"probe", kProbe}, {"map", "connecting"}};
-    out.add(agent_metrics()[agent_metric::bpf_map_drops], static_cast<double>(read_percpu_u64(drops, 0)), hist_full);
-    out.add(agent_metrics()[agent_metric::bpf_map_drops], static_cast<double>(read_percpu_u64(drops, 1)),
-            connecting_full);
+    emit_map_drops(out, kProbe, bpf_map__fd(skel_->maps.tcp_drops), {"tcp_hist", "connecting"});
     return Status::ok();
   }
 
@@ -111,10 +106,8 @@ class TcpCollector final : public Collector {
   void load() {
     skel_.reset(tcp_bpf__open());
     if (!skel_) throw ProbeError("open", -errno);
-    bool btf = true;
-    for (const char* tp : {"tcp_probe", "inet_sock_set_state", "tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"}) {
-      btf = btf && tracepoint_has_btf(tp);
-    }
+    bool btf = tracepoints_have_btf(
+        {"tcp_probe", "inet_sock_set_state", "tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"});
     choose_programs(btf,
                     {skel_->progs.btf_tcp_probe, skel_->progs.btf_set_state, skel_->progs.btf_retransmit,
                      skel_->progs.btf_send_reset, skel_->progs.btf_receive_reset},
