@@ -13,7 +13,7 @@ packages=(
   catch2 python3 curl procps
   prometheus prometheus-node-exporter
   # eBPF tests and benchmarks: peers and load generators
-  libbpf-tools bpftrace fio stress-ng linux-perf iproute2 util-linux e2fsprogs
+  libbpf-tools bpftrace fio stress-ng linux-perf iproute2 util-linux mount e2fsprogs
 )
 
 if [[ $(id -u) -ne 0 ]]; then
