@@ -70,12 +70,19 @@ class NetstatCollector final : public Collector {
         continue;
       }
       ++read;
-      for (const SnmpValue& v : parse_snmp(*text, file.path(), problems)) {
-        if (const MetricInfo* m = metrics_.find(v.key)) {
-          out.add(*m, v.value);
-          ++emitted;
-        }
-      }
+      for_each_snmp_value(*text, file.path(), problems,
+                          [&](std::string_view section, std::string_view name, std::string_view text) {
+                            key_.assign(section).append("_").append(name);
+                            const MetricInfo* m = metrics_.find(key_);
+                            if (!m) return;
+                            auto v = parse_double(text);  // some are signed (Tcp MaxConn -1)
+                            if (!v) {
+                              problems.add(file.path() + ": bad value for " + key_);
+                              return;
+                            }
+                            out.add(*m, *v);
+                            ++emitted;
+                          });
     }
     Status status = problems.status();
     if (emitted == 0) status = Status::failed(status.error.empty() ? files_[0].path() + ", " + files_[1].path() + ": no known fields" : status.error);
@@ -85,14 +92,16 @@ class NetstatCollector final : public Collector {
  private:
   ProcFile files_[2];
   KeyedMetrics metrics_;
+  std::string key_;  // reused: "<section>_<field>"
 };
 
 }  // namespace
 
-std::vector<SnmpValue> parse_snmp(std::string_view text, std::string_view file, Problems& problems) {
-  std::vector<SnmpValue> out;
+void for_each_snmp_value(std::string_view text, std::string_view file, Problems& problems,
+                         const std::function<void(std::string_view, std::string_view, std::string_view)>& visit) {
   Lines lines(text);
   std::string_view header, values;
+  std::vector<std::pair<std::string_view, std::string_view>> pairs;
   while (lines.next(header)) {
     if (trim(header).empty()) continue;
     if (!lines.next(values)) {
@@ -109,7 +118,7 @@ std::vector<SnmpValue> parse_snmp(std::string_view text, std::string_view file, 
     section.remove_suffix(1);
     // Names and values must pair up one to one; a cut or padded line is
     // skipped whole rather than paired wrongly.
-    std::vector<std::pair<std::string_view, std::string_view>> pairs;
+    pairs.clear();
     bool more_names = false, more_values = false;
     for (;;) {
       bool has_name = names.next(name), has_num = nums.next(num);
@@ -124,15 +133,20 @@ std::vector<SnmpValue> parse_snmp(std::string_view text, std::string_view file, 
                    (more_names ? "fewer values than names" : "more values than names"));
       continue;
     }
-    for (auto [n, text] : pairs) {
-      auto v = parse_double(text);  // some are signed (Tcp MaxConn -1)
-      if (!v) {
-        problems.add(std::string(file) + ": bad value for " + std::string(section) + "_" + std::string(n));
-        continue;
-      }
-      out.push_back({std::string(section) + "_" + std::string(n), *v});
-    }
+    for (auto [n, v] : pairs) visit(section, n, v);
   }
+}
+
+std::vector<SnmpValue> parse_snmp(std::string_view text, std::string_view file, Problems& problems) {
+  std::vector<SnmpValue> out;
+  for_each_snmp_value(text, file, problems, [&](std::string_view section, std::string_view name, std::string_view text) {
+    auto v = parse_double(text);  // some are signed (Tcp MaxConn -1)
+    if (!v) {
+      problems.add(std::string(file) + ": bad value for " + std::string(section) + "_" + std::string(name));
+      return;
+    }
+    out.push_back({std::string(section) + "_" + std::string(name), *v});
+  });
   return out;
 }
 
