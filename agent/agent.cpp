@@ -99,7 +99,9 @@ void Agent::build_collectors(bool keep_running) {
 
 int Agent::run() {
   auto ep = server_.local_endpoint();
-  log_info("listening on " + ep.address().to_string() + ":" + std::to_string(ep.port()) + " (tick " +
+  std::string host = ep.address().to_string();
+  if (ep.address().is_v6()) host = "[" + host + "]";
+  log_info("listening on " + host + ":" + std::to_string(ep.port()) + " (tick " +
            std::to_string(config_.tick.count()) + "ms, " + std::to_string(collectors_.size()) + " collectors)");
   signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
     if (!ec) on_signal(sig);
