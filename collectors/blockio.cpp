@@ -2,7 +2,6 @@
 
 #include <array>
 #include <map>
-#include <optional>
 #include <unordered_map>
 
 #include "agent/config.h"
@@ -53,20 +52,14 @@ class BlockioCollector final : public Collector {
  public:
   explicit BlockioCollector(const Config& config)
       : layout_(config.histogram_schema),
-        window_ticks_(static_cast<size_t>(config.histogram_window / config.tick)),
+        window_ticks_(window_ticks(config.histogram_window, config.tick)),
         diskstats_(host_path(config.host_root, "proc/diskstats")) {
-    try {
-      load();
-    } catch (const ProbeError& e) {
-      error_ = e.what();
-      attached_.reset();
-      skel_.reset();
-    }
+    probe_.start([this] { load(); });
   }
 
   Status collect(SampleSink& out) override {
-    if (!attached_) return Status::failed(error_);
-    drain_.drain(bpf_map__fd(skel_->maps.block_hist), [&](const np_block_key& k, uint64_t n, uint64_t sum) {
+    if (!probe_.running()) return Status::failed(probe_.error);
+    drain_.drain(bpf_map__fd(probe_.skel->maps.block_hist), [&](const np_block_key& k, uint64_t n, uint64_t sum) {
       Series& s = series(k.dev, k.op < NP_OP_COUNT ? k.op : static_cast<uint8_t>(NP_OP_OTHER));
       switch (k.kind) {
         case NP_BLOCK_LATENCY: s.latency.add(k.bucket, n, sum); break;
@@ -87,26 +80,26 @@ class BlockioCollector final : public Collector {
       emit_latency(out, kQueue, labels, s.queue, layout_);
       emit_size(out, labels, s.size);
     }
-    drain_.prune_idle(bpf_map__fd(skel_->maps.block_hist), window_ticks_);
-    attached_->emit_stats(out);
-    emit_map_drops(out, kProbe, bpf_map__fd(skel_->maps.block_drops), {"block_hist", "requests"});
+    drain_.prune_idle(bpf_map__fd(probe_.skel->maps.block_hist), window_ticks_);
+    probe_.attached->emit_stats(out);
+    emit_map_drops(out, kProbe, bpf_map__fd(probe_.skel->maps.block_drops), {"block_hist", "requests"});
     return Status::ok();
   }
 
  private:
   void load() {
-    skel_.reset(blockio_bpf__open());
-    if (!skel_) throw ProbeError("open", -errno);
+    probe_.skel.reset(blockio_bpf__open());
+    if (!probe_.skel) throw ProbeError("open", -errno);
     int issue_args = tracepoint_arg_count("block_rq_issue");
     bool btf = issue_args > 0 && tracepoints_have_btf({"block_rq_insert", "block_rq_complete"});
-    choose_programs(btf, {skel_->progs.btf_insert, skel_->progs.btf_issue, skel_->progs.btf_complete},
-                    {skel_->progs.raw_insert, skel_->progs.raw_issue, skel_->progs.raw_complete});
+    choose_programs(btf, {probe_.skel->progs.btf_insert, probe_.skel->progs.btf_issue, probe_.skel->progs.btf_complete},
+                    {probe_.skel->progs.raw_insert, probe_.skel->progs.raw_issue, probe_.skel->progs.raw_complete});
     // Before 5.11 these tracepoints passed (queue, request); since, (request).
-    skel_->rodata->rq_is_second_arg = issue_args == 2;
-    set_thresholds(skel_->rodata->np_thresholds, layout_);
-    if (int err = blockio_bpf__load(skel_.get())) throw ProbeError("load", err);
-    attached_.emplace(kProbe, skel_->obj);
-    log_info("blockio: attached " + attached_->names());
+    probe_.skel->rodata->rq_is_second_arg = issue_args == 2;
+    set_thresholds(probe_.skel->rodata->np_thresholds, layout_);
+    if (int err = blockio_bpf__load(probe_.skel.get())) throw ProbeError("load", err);
+    probe_.attached.emplace(kProbe, probe_.skel->obj);
+    log_info("blockio: attached " + probe_.attached->names());
   }
 
   Series& series(uint32_t dev, uint8_t op) {
@@ -158,9 +151,7 @@ class BlockioCollector final : public Collector {
   std::unordered_map<uint32_t, std::string> names_;
   std::map<std::pair<uint32_t, uint8_t>, Series> series_;  // ordered: stable exposition
   HistogramDrain<np_block_key> drain_;
-  std::string error_;
-  SkeletonPtr<blockio_bpf> skel_{nullptr, blockio_bpf__destroy};
-  std::optional<AttachedPrograms> attached_;
+  Probe<blockio_bpf> probe_{blockio_bpf__destroy};
 };
 
 }  // namespace

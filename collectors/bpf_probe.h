@@ -9,7 +9,9 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -54,6 +56,11 @@ void set_thresholds(volatile __u64* table, const BucketLayout& layout);
 template <typename Skel>
 using SkeletonPtr = std::unique_ptr<Skel, void (*)(Skel*)>;
 
+// Ticks in the sliding window of the *_window_seconds summaries.
+inline size_t window_ticks(std::chrono::milliseconds window, std::chrono::milliseconds tick) {
+  return static_cast<size_t>(window / tick);
+}
+
 // Turns on the tp_btf programs if `use_btf`, else their raw_tp twins.
 void choose_programs(bool use_btf, std::initializer_list<bpf_program*> tp_btf,
                      std::initializer_list<bpf_program*> raw_tp);
@@ -77,6 +84,32 @@ class AttachedPrograms {
   std::vector<bpf_program*> programs_;
   std::vector<bpf_link*> links_;
 };
+
+// A probe collector's BPF side: the skeleton, its links, and why it is not
+// running if it is not. The links go before the skeleton they came from.
+template <typename Skel>
+struct Probe {
+  explicit Probe(void (*destroy)(Skel*)) : skel(nullptr, destroy) {}
+
+  // Runs `load`; if a stage throws ProbeError, keeps its reason and drops
+  // whatever was built, so the collector reports up 0 with that reason.
+  template <typename Load>
+  void start(Load&& load) {
+    try {
+      load();
+    } catch (const ProbeError& e) {
+      error = e.what();
+      attached.reset();
+      skel.reset();
+    }
+  }
+  bool running() const { return attached.has_value(); }
+
+  SkeletonPtr<Skel> skel;
+  std::optional<AttachedPrograms> attached;  // declared after skel: destroyed first
+  std::string error;
+};
+
 
 // nodeperf_bpf_map_drops_total{probe,map} from a per-CPU array of u64
 // drop counters, slot i counting the drops of maps[i].

@@ -1,6 +1,5 @@
 #include "collectors/runqueue.h"
 
-#include <optional>
 #include <unordered_map>
 
 #include "agent/cgroup_paths.h"
@@ -31,21 +30,15 @@ class RunqueueCollector final : public Collector {
  public:
   explicit RunqueueCollector(const Config& config)
       : layout_(config.histogram_schema),
-        window_ticks_(static_cast<size_t>(config.histogram_window / config.tick)),
+        window_ticks_(window_ticks(config.histogram_window, config.tick)),
         node_(layout_, window_ticks_),
         paths_(config.host_root) {
-    try {
-      load();
-    } catch (const ProbeError& e) {
-      error_ = e.what();
-      attached_.reset();
-      skel_.reset();
-    }
+    probe_.start([this] { load(); });
   }
 
   Status collect(SampleSink& out) override {
-    if (!attached_) return Status::failed(error_);
-    drain_.drain(bpf_map__fd(skel_->maps.runq_hist), [&](const np_runq_key& k, uint64_t n, uint64_t sum) {
+    if (!probe_.running()) return Status::failed(probe_.error);
+    drain_.drain(bpf_map__fd(probe_.skel->maps.runq_hist), [&](const np_runq_key& k, uint64_t n, uint64_t sum) {
       node_.add(k.bucket, n, sum);
       cgroup(k.cgroup_id).add(k.bucket, n, sum);
     });
@@ -63,25 +56,25 @@ class RunqueueCollector final : public Collector {
       if (!path.empty()) emit_window_summary(out, kMetrics[2], labels, it->second);
       ++it;
     }
-    drain_.prune_idle(bpf_map__fd(skel_->maps.runq_hist), window_ticks_);
-    attached_->emit_stats(out);
-    emit_map_drops(out, kProbe, bpf_map__fd(skel_->maps.runq_drops), {"runq_hist"});
+    drain_.prune_idle(bpf_map__fd(probe_.skel->maps.runq_hist), window_ticks_);
+    probe_.attached->emit_stats(out);
+    emit_map_drops(out, kProbe, bpf_map__fd(probe_.skel->maps.runq_drops), {"runq_hist"});
     return Status::ok();
   }
 
  private:
   void load() {
-    skel_.reset(runqlat_bpf__open());
-    if (!skel_) throw ProbeError("open", -errno);
+    probe_.skel.reset(runqlat_bpf__open());
+    if (!probe_.skel) throw ProbeError("open", -errno);
     // tp_btf where the kernel's BTF describes the tracepoints, else raw_tp.
     bool btf = tracepoints_have_btf({"sched_switch", "sched_wakeup", "sched_wakeup_new"});
-    choose_programs(btf, {skel_->progs.btf_wakeup, skel_->progs.btf_wakeup_new, skel_->progs.btf_switch},
-                    {skel_->progs.raw_wakeup, skel_->progs.raw_wakeup_new, skel_->progs.raw_switch});
-    if (btf) bpf_map__set_max_entries(skel_->maps.runnable_since_by_pid, 1);  // unused
-    set_thresholds(skel_->rodata->np_thresholds, layout_);
-    if (int err = runqlat_bpf__load(skel_.get())) throw ProbeError("load", err);
-    attached_.emplace(kProbe, skel_->obj);
-    log_info("runqueue: attached " + attached_->names());
+    choose_programs(btf, {probe_.skel->progs.btf_wakeup, probe_.skel->progs.btf_wakeup_new, probe_.skel->progs.btf_switch},
+                    {probe_.skel->progs.raw_wakeup, probe_.skel->progs.raw_wakeup_new, probe_.skel->progs.raw_switch});
+    if (btf) bpf_map__set_max_entries(probe_.skel->maps.runnable_since_by_pid, 1);  // unused
+    set_thresholds(probe_.skel->rodata->np_thresholds, layout_);
+    if (int err = runqlat_bpf__load(probe_.skel.get())) throw ProbeError("load", err);
+    probe_.attached.emplace(kProbe, probe_.skel->obj);
+    log_info("runqueue: attached " + probe_.attached->names());
   }
 
   LatencyHistogram& cgroup(uint64_t id) {
@@ -96,9 +89,7 @@ class RunqueueCollector final : public Collector {
   std::unordered_map<uint64_t, LatencyHistogram> by_cgroup_;
   CgroupPaths paths_;
   HistogramDrain<np_runq_key> drain_;
-  std::string error_;
-  SkeletonPtr<runqlat_bpf> skel_{nullptr, runqlat_bpf__destroy};
-  std::optional<AttachedPrograms> attached_;  // after skel_: detached first
+  Probe<runqlat_bpf> probe_{runqlat_bpf__destroy};
 };
 
 }  // namespace

@@ -1,7 +1,6 @@
 #include "collectors/tcp.h"
 
 #include <map>
-#include <optional>
 
 #include "agent/cgroup_paths.h"
 #include "agent/config.h"
@@ -48,22 +47,16 @@ class TcpCollector final : public Collector {
  public:
   explicit TcpCollector(const Config& config)
       : layout_(config.histogram_schema),
-        window_ticks_(static_cast<size_t>(config.histogram_window / config.tick)),
+        window_ticks_(window_ticks(config.histogram_window, config.tick)),
         rtt_(layout_, window_ticks_),
         connect_(layout_, window_ticks_),
         paths_(config.host_root) {
-    try {
-      load();
-    } catch (const ProbeError& e) {
-      error_ = e.what();
-      attached_.reset();
-      skel_.reset();
-    }
+    probe_.start([this] { load(); });
   }
 
   Status collect(SampleSink& out) override {
-    if (!attached_) return Status::failed(error_);
-    drain_.drain(bpf_map__fd(skel_->maps.tcp_hist), [&](const np_tcp_key& k, uint64_t n, uint64_t sum) {
+    if (!probe_.running()) return Status::failed(probe_.error);
+    drain_.drain(bpf_map__fd(probe_.skel->maps.tcp_hist), [&](const np_tcp_key& k, uint64_t n, uint64_t sum) {
       switch (k.kind) {
         case NP_TCP_RTT:
           rtt_.add(k.bucket, n, sum);
@@ -96,27 +89,27 @@ class TcpCollector final : public Collector {
       }
       ++it;
     }
-    drain_.prune_idle(bpf_map__fd(skel_->maps.tcp_hist), window_ticks_);
-    attached_->emit_stats(out);
-    emit_map_drops(out, kProbe, bpf_map__fd(skel_->maps.tcp_drops), {"tcp_hist", "connecting"});
+    drain_.prune_idle(bpf_map__fd(probe_.skel->maps.tcp_hist), window_ticks_);
+    probe_.attached->emit_stats(out);
+    emit_map_drops(out, kProbe, bpf_map__fd(probe_.skel->maps.tcp_drops), {"tcp_hist", "connecting"});
     return Status::ok();
   }
 
  private:
   void load() {
-    skel_.reset(tcp_bpf__open());
-    if (!skel_) throw ProbeError("open", -errno);
+    probe_.skel.reset(tcp_bpf__open());
+    if (!probe_.skel) throw ProbeError("open", -errno);
     bool btf = tracepoints_have_btf(
         {"tcp_probe", "inet_sock_set_state", "tcp_retransmit_skb", "tcp_send_reset", "tcp_receive_reset"});
     choose_programs(btf,
-                    {skel_->progs.btf_tcp_probe, skel_->progs.btf_set_state, skel_->progs.btf_retransmit,
-                     skel_->progs.btf_send_reset, skel_->progs.btf_receive_reset},
-                    {skel_->progs.raw_tcp_probe, skel_->progs.raw_set_state, skel_->progs.raw_retransmit,
-                     skel_->progs.raw_send_reset, skel_->progs.raw_receive_reset});
-    set_thresholds(skel_->rodata->np_thresholds, layout_);
-    if (int err = tcp_bpf__load(skel_.get())) throw ProbeError("load", err);
-    attached_.emplace(kProbe, skel_->obj);
-    log_info("tcp: attached " + attached_->names());
+                    {probe_.skel->progs.btf_tcp_probe, probe_.skel->progs.btf_set_state, probe_.skel->progs.btf_retransmit,
+                     probe_.skel->progs.btf_send_reset, probe_.skel->progs.btf_receive_reset},
+                    {probe_.skel->progs.raw_tcp_probe, probe_.skel->progs.raw_set_state, probe_.skel->progs.raw_retransmit,
+                     probe_.skel->progs.raw_send_reset, probe_.skel->progs.raw_receive_reset});
+    set_thresholds(probe_.skel->rodata->np_thresholds, layout_);
+    if (int err = tcp_bpf__load(probe_.skel.get())) throw ProbeError("load", err);
+    probe_.attached.emplace(kProbe, probe_.skel->obj);
+    log_info("tcp: attached " + probe_.attached->names());
   }
 
   CgroupTcp& cgroup(uint64_t id) {
@@ -131,9 +124,7 @@ class TcpCollector final : public Collector {
   std::map<uint64_t, CgroupTcp> by_cgroup_;
   CgroupPaths paths_;
   HistogramDrain<np_tcp_key> drain_;
-  std::string error_;
-  SkeletonPtr<tcp_bpf> skel_{nullptr, tcp_bpf__destroy};
-  std::optional<AttachedPrograms> attached_;
+  Probe<tcp_bpf> probe_{tcp_bpf__destroy};
 };
 
 }  // namespace
