@@ -247,7 +247,8 @@ def make_agent(nodeperf, collector, all_bpf, extra):
     argv = [nodeperf, "agent", "--web.listen-address=127.0.0.1:0"]
     argv += ["--no-collector." + c for c in all_bpf if c != collector]
     argv += extra
-    return Tool("nodeperf", argv, 3, ready_log=r"listening on 127\.0\.0\.1:\d+", stop_sig=signal.SIGTERM)
+    # "listening" is logged after every collector loaded: by then its programs are attached.
+    return Tool("nodeperf", argv, 1, ready_log=r"listening on 127\.0\.0\.1:\d+", stop_sig=signal.SIGTERM)
 
 
 # --------------------------------------------------------------------------

@@ -30,15 +30,19 @@ struct css_set {
 	struct cgroup *dfl_cgrp; /* the task's cgroup in the v2 (unified) hierarchy */
 };
 
-struct task_struct {
-	unsigned int __state; /* 5.14+; "long state" before */
-	int pid;
-	int tgid;
-	struct css_set *cgroups;
+/* The scheduler's own run-queue accounting (CONFIG_SCHED_INFO, which
+ * delay accounting and schedstats select): arrivals on a CPU after waiting,
+ * and the time waited, in total. */
+struct sched_info {
+	unsigned long pcount;
+	unsigned long long run_delay;
 };
 
-struct task_struct___pre_5_14 {
-	long state;
+struct task_struct {
+	int pid;
+	int tgid;
+	struct sched_info sched_info;
+	struct css_set *cgroups;
 };
 
 struct gendisk {
@@ -84,7 +88,6 @@ struct tcp_sock {
 
 #pragma clang attribute pop
 
-#define TASK_RUNNING 0
 #define REQ_OP_MASK ((1 << 8) - 1)
 #define MINORBITS 20
 #define IPPROTO_TCP 6

@@ -1,6 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Run-queue latency: from the moment a task becomes runnable (woken up, or
- * preempted while still runnable) to the moment it runs, per v2 cgroup. */
+/* Run-queue latency: how long tasks waited runnable (woken up, or preempted
+ * while still runnable) before they ran, per v2 cgroup.
+ *
+ * The scheduler already measures this for delay accounting (sched_info):
+ * at each arrival on a CPU it adds the wait to task->sched_info.run_delay
+ * and counts the arrival in pcount. So one program on sched_switch does:
+ * when a task leaves the CPU, the wait before the run that is ending is how
+ * much run_delay grew since the task last left. No wakeup program, and no
+ * timestamps of our own. The kernel's figure also keeps the wait a task
+ * spent queued on another CPU before the load balancer moved it, which a
+ * wakeup-to-switch timer splits in two. */
 #include "bpf/kernel_types.h"
 
 #include <bpf/bpf_core_read.h>
@@ -12,21 +21,27 @@
 
 const volatile __u64 np_thresholds[NP_HIST_TABLE]; /* set by the agent before load */
 
-/* When each task became runnable. tp_btf programs keep it in task-local
- * storage; raw_tp programs (no trusted task pointer) in a pid-keyed map. */
+/* A task's sched_info when it last left a CPU. */
+struct seen {
+	__u64 pcount;
+	__u64 run_delay;
+};
+
+/* tp_btf programs keep it in task-local storage; raw_tp programs, which
+ * get no trusted task pointer, in a pid-keyed LRU map. */
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, __u64);
-} runnable_since SEC(".maps");
+	__type(value, struct seen);
+} seen_by_task SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u32);
-	__type(value, __u64);
-} runnable_since_by_pid SEC(".maps");
+	__type(value, struct seen);
+} seen_by_pid SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
@@ -44,17 +59,11 @@ struct {
 	__type(value, __u64);
 } runq_drops SEC(".maps");
 
-static __always_inline bool still_runnable(struct task_struct *t)
+static __always_inline void record(__u64 wait_ns)
 {
-	if (bpf_core_field_exists(t->__state))
-		return BPF_CORE_READ(t, __state) == TASK_RUNNING;
-	return BPF_CORE_READ((struct task_struct___pre_5_14 *)t, state) == TASK_RUNNING;
-}
-
-static __always_inline void record(struct task_struct *t, __u64 wait_ns)
-{
+	/* At sched_switch the task leaving is still `current`. */
 	struct np_runq_key key = {
-		.cgroup_id = BPF_CORE_READ(t, cgroups, dfl_cgrp, kn, id),
+		.cgroup_id = bpf_get_current_cgroup_id(),
 		.bucket = np_bucket_index(np_thresholds, wait_ns),
 	};
 	struct np_hist_value *v = bpf_map_lookup_elem(&runq_hist, &key);
@@ -75,80 +84,46 @@ static __always_inline void record(struct task_struct *t, __u64 wait_ns)
 	v->sum_ns += wait_ns;
 }
 
-/* tp_btf: trusted task pointers, task-local storage. */
-
-static __always_inline void mark_runnable(struct task_struct *t)
+/* The task leaving the CPU had pcount arrivals and waited run_delay in all.
+ * One arrival since we last saw it leave: that arrival's wait is what
+ * run_delay grew by. A task we never saw on its first arrival (pcount 1)
+ * waited all of run_delay. Otherwise (first sight of an older task, or a
+ * departure we missed) record nothing and start over from here. */
+static __always_inline void departed(struct seen *s, __u64 pcount, __u64 run_delay)
 {
-	if (!BPF_CORE_READ(t, pid))
-		return; /* the idle task */
-	__u64 *since = bpf_task_storage_get(&runnable_since, t, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (since)
-		*since = bpf_ktime_get_ns();
-}
-
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(btf_wakeup, struct task_struct *p)
-{
-	mark_runnable(p);
-	return 0;
-}
-
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(btf_wakeup_new, struct task_struct *p)
-{
-	mark_runnable(p);
-	return 0;
+	if (pcount - s->pcount == 1)
+		record(run_delay - s->run_delay);
+	s->pcount = pcount;
+	s->run_delay = run_delay;
 }
 
 SEC("tp_btf/sched_switch")
-int BPF_PROG(btf_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+int BPF_PROG(btf_switch, bool preempt, struct task_struct *prev)
 {
-	if (still_runnable(prev))
-		mark_runnable(prev);
-	__u64 *since = bpf_task_storage_get(&runnable_since, next, 0, 0);
-	if (since && *since) {
-		record(next, bpf_ktime_get_ns() - *since);
-		*since = 0;
-	}
-	return 0;
-}
-
-/* raw_tp: the same, where tp_btf cannot attach; a pid-keyed map instead. */
-
-static __always_inline void mark_runnable_pid(struct task_struct *t)
-{
-	__u32 pid = BPF_CORE_READ(t, pid);
-	if (!pid)
-		return;
-	__u64 now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&runnable_since_by_pid, &pid, &now, BPF_ANY);
-}
-
-SEC("raw_tp/sched_wakeup")
-int BPF_PROG(raw_wakeup, struct task_struct *p)
-{
-	mark_runnable_pid(p);
-	return 0;
-}
-
-SEC("raw_tp/sched_wakeup_new")
-int BPF_PROG(raw_wakeup_new, struct task_struct *p)
-{
-	mark_runnable_pid(p);
+	if (!prev->pid)
+		return 0; /* the idle task */
+	struct seen *s = bpf_task_storage_get(&seen_by_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (s)
+		departed(s, prev->sched_info.pcount, prev->sched_info.run_delay);
 	return 0;
 }
 
 SEC("raw_tp/sched_switch")
-int BPF_PROG(raw_switch, bool preempt, struct task_struct *prev, struct task_struct *next)
+int BPF_PROG(raw_switch, bool preempt, struct task_struct *prev)
 {
-	if (still_runnable(prev))
-		mark_runnable_pid(prev);
-	__u32 pid = BPF_CORE_READ(next, pid);
-	__u64 *since = bpf_map_lookup_elem(&runnable_since_by_pid, &pid);
-	if (since) {
-		record(next, bpf_ktime_get_ns() - *since);
-		bpf_map_delete_elem(&runnable_since_by_pid, &pid);
+	__u32 pid = BPF_CORE_READ(prev, pid);
+	if (!pid)
+		return 0;
+	__u64 pcount = BPF_CORE_READ(prev, sched_info.pcount);
+	__u64 run_delay = BPF_CORE_READ(prev, sched_info.run_delay);
+	struct seen *s = bpf_map_lookup_elem(&seen_by_pid, &pid);
+	if (s) {
+		departed(s, pcount, run_delay);
+		return 0;
 	}
+	struct seen fresh = {};
+	departed(&fresh, pcount, run_delay);
+	bpf_map_update_elem(&seen_by_pid, &pid, &fresh, BPF_ANY);
 	return 0;
 }
 

@@ -62,6 +62,18 @@ bool tracepoints_have_btf(std::initializer_list<const char*> tracepoints) {
   return true;
 }
 
+bool kernel_struct_has(const char* type, const char* member) {
+  const btf* b = vmlinux_btf();
+  int id = b ? btf__find_by_name_kind(b, type, BTF_KIND_STRUCT) : -1;
+  if (id <= 0) return false;
+  const btf_type* t = btf__type_by_id(b, id);
+  const btf_member* m = btf_members(t);
+  for (int i = 0; i < btf_vlen(t); ++i, ++m) {
+    if (std::string_view(btf__name_by_offset(b, m->name_off)) == member) return true;
+  }
+  return false;
+}
+
 int tracepoint_arg_count(const std::string& tracepoint) {
   const btf* b = vmlinux_btf();
   if (!b) return -1;

@@ -29,6 +29,8 @@ class ProbeError : public std::runtime_error {
   // libbpf's negative errno, with the stage it failed at. The probe's name is
   // not repeated: the agent's log line and --probe.check put it in front.
   ProbeError(std::string_view stage, int err);
+  // A reason of our own, found before loading.
+  explicit ProbeError(const std::string& reason) : std::runtime_error(reason) {}
 };
 
 // Sends libbpf's own messages to our log at debug level: each probe that
@@ -44,6 +46,10 @@ void release_kernel_btf();
 bool tracepoint_has_btf(const std::string& tracepoint);
 // True if it does for every one of them.
 bool tracepoints_have_btf(std::initializer_list<const char*> tracepoints);
+
+// True if the running kernel's BTF has this struct with this member (false
+// without BTF): for features a kernel config can leave out.
+bool kernel_struct_has(const char* type, const char* member);
 
 // The arguments of a tracepoint as its BTF declares them (without the
 // leading context pointer), or -1 if the BTF does not describe it.
@@ -77,7 +83,7 @@ class AttachedPrograms {
 
   // nodeperf_bpf_program_{attached,runs_total,run_seconds_total}.
   void emit_stats(SampleSink& out) const;
-  std::string names() const;  // "btf_wakeup, btf_switch" for the log
+  std::string names() const;  // "btf_issue, btf_complete" for the log
 
  private:
   std::string probe_;

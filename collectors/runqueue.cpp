@@ -14,12 +14,12 @@ namespace nodeperf {
 namespace {
 
 constexpr MetricInfo kMetrics[] = {
-    {"nodeperf_runqueue_latency_seconds", MetricType::histogram, "", "bpf: sched_wakeup, sched_switch",
+    {"nodeperf_runqueue_latency_seconds", MetricType::histogram, "", "bpf: sched_switch",
      "Time tasks waited runnable before running: from wakeup, or from preemption, to running."},
-    {"nodeperf_runqueue_latency_window_seconds", MetricType::summary, "", "bpf: sched_wakeup, sched_switch",
+    {"nodeperf_runqueue_latency_window_seconds", MetricType::summary, "", "bpf: sched_switch",
      "Run-queue latency p50, p95 and p99 over the sliding window (histogram.window)."},
     {"nodeperf_cgroup_runqueue_latency_window_seconds", MetricType::summary, "cgroup",
-     "bpf: sched_wakeup, sched_switch", "Run-queue latency over the window, per v2 cgroup of the waiting task."},
+     "bpf: sched_switch", "Run-queue latency over the window, per v2 cgroup of the waiting task."},
 };
 constexpr LatencyFamilies kNodeFamilies{kMetrics[0], kMetrics[1]};
 
@@ -64,13 +64,15 @@ class RunqueueCollector final : public Collector {
 
  private:
   void load() {
+    // The probe reads the scheduler's own accounting (see bpf/runqlat.bpf.c).
+    if (!kernel_struct_has("task_struct", "sched_info"))
+      throw ProbeError("kernel without CONFIG_SCHED_INFO (task_struct.sched_info): needs TASK_DELAY_ACCT or SCHEDSTATS");
     probe_.skel.reset(runqlat_bpf__open());
     if (!probe_.skel) throw ProbeError("open", -errno);
     // tp_btf where the kernel's BTF describes the tracepoints, else raw_tp.
-    bool btf = tracepoints_have_btf({"sched_switch", "sched_wakeup", "sched_wakeup_new"});
-    choose_programs(btf, {probe_.skel->progs.btf_wakeup, probe_.skel->progs.btf_wakeup_new, probe_.skel->progs.btf_switch},
-                    {probe_.skel->progs.raw_wakeup, probe_.skel->progs.raw_wakeup_new, probe_.skel->progs.raw_switch});
-    if (btf) bpf_map__set_max_entries(probe_.skel->maps.runnable_since_by_pid, 1);  // unused
+    bool btf = tracepoint_has_btf("sched_switch");
+    choose_programs(btf, {probe_.skel->progs.btf_switch}, {probe_.skel->progs.raw_switch});
+    if (btf) bpf_map__set_max_entries(probe_.skel->maps.seen_by_pid, 1);  // unused
     set_thresholds(probe_.skel->rodata->np_thresholds, layout_);
     if (int err = runqlat_bpf__load(probe_.skel.get())) throw ProbeError("load", err);
     probe_.attached.emplace(kProbe, probe_.skel->obj);

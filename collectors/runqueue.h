@@ -1,5 +1,5 @@
-// Run-queue latency from the sched_wakeup, sched_wakeup_new and
-// sched_switch tracepoints (bpf/runqlat.bpf.c): per node, and per cgroup.
+// Run-queue latency from the sched_switch tracepoint and the scheduler's
+// own sched_info accounting (bpf/runqlat.bpf.c): per node, and per cgroup.
 #pragma once
 
 #include "collectors/collector.h"

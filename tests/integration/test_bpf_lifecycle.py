@@ -24,7 +24,7 @@ BPF_COLLECTORS = ("blockio", "runqueue")
 # What else names each probe: its BPF object (bpf/blockio.bpf.c, bpf/runqlat.bpf.c).
 PROBE_WORDS = {"blockio": ("blockio",), "runqueue": ("runqueue", "runqlat")}
 # Programs the task names, at least, cut to bpftool's 15 characters.
-MUST_HAVE = {"btf_switch", "btf_wakeup", "btf_issue", "btf_complete"}
+MUST_HAVE = {"btf_switch", "btf_issue", "btf_complete"}
 GONE_TIMEOUT = 5.0  # links and programs are freed from a workqueue after the last fd closes
 UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
                 "--bounding-set=-all"]

@@ -2,7 +2,9 @@
 rises well above idle under a CPU load with more runnable threads than
 cores, on the node and in the load's own cgroup; p50/p99 agree with
 libbpf-tools' runqlat measuring the same load at the same time; the
-cgroup's series go once it is removed. Root only; about 25 s.
+cgroup's series go once it is removed; and the count and sum of a cgroup's
+waits are exactly what the kernel's own accounting says (the
+/proc/PID/task/TID/schedstat of its tasks). Root only; about 30 s.
 
 The load processes live in a cgroup the test creates. They first idle (wake
 every 5 ms, run 0.1 ms: a few percent of a CPU in all) while the test
@@ -51,6 +53,85 @@ while time.monotonic() < {busy_from}:
 while time.monotonic() < {end}:
     pass
 """
+
+
+# The exactness phase: processes that wait for a byte on stdin, spin for
+# SPIN seconds all at once (more runnable than CPUs), then wait again.
+SPINNER = """import os, time
+os.read(0, 1)
+end = time.monotonic() + {spin}
+while time.monotonic() < end:
+    pass
+os.read(0, 1)
+"""
+SPIN = 1.5
+
+
+def schedstat(pid):
+    """(arrivals after waiting, ns waited runnable) summed over a process's
+    threads: the kernel's sched_info, as /proc/PID/task/TID/schedstat shows."""
+    pcount = run_delay = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            _, delay, count = f.read().split()
+        pcount += int(count)
+        run_delay += int(delay)
+    return pcount, run_delay
+
+
+def all_sleeping(procs):
+    def state(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    return all(state(p.pid) == "S" for p in procs)
+
+
+def check_exact(c, agent, root):
+    """The probe records, per wait, how much the kernel's run_delay grew: so
+    a cgroup's window count and sum equal the growth of its tasks' pcount
+    and run_delay, exactly (less any sched_switch the kernel did not hand to
+    the program: recursion misses, reported by bpftool)."""
+    group = bpfutil.Cgroup(root, f"nodeperf-test-{os.getpid()}-exact")
+    procs = []
+    try:
+        for _ in range(LOAD_PROCS):
+            procs.append(subprocess.Popen([sys.executable, "-c", SPINNER.format(spin=SPIN)], stdin=subprocess.PIPE))
+        bpfutil.wait_until(lambda: all_sleeping(procs), 10, "the spinners to block on stdin")
+        for p in procs:
+            with open(f"{group.path}/cgroup.procs", "w") as f:
+                f.write(str(p.pid))
+        before = [schedstat(p.pid) for p in procs]
+        misses_before = sum(bpfutil.recursion_misses(agent.proc.pid).values())
+        for p in procs:
+            p.stdin.write(b"g")
+            p.stdin.flush()
+        time.sleep(SPIN)
+        bpfutil.wait_until(lambda: all_sleeping(procs), 10, "the spinners to block again")
+        after = [schedstat(p.pid) for p in procs]
+        time.sleep(2.5 * TICK)  # a tick drains the maps after the last departure
+        parsed = bpfutil.scrape(agent)
+        misses = sum(bpfutil.recursion_misses(agent.proc.pid).values()) - misses_before
+        want_n = sum(a[0] - b[0] for a, b in zip(after, before))
+        want_s = sum(a[1] - b[1] for a, b in zip(after, before)) * 1e-9
+        name = "nodeperf_cgroup_runqueue_latency_window_seconds"
+        got_n = next(iter(series(parsed, name + "_count", cgroup=group.label).values()), 0)
+        got_s = next(iter(series(parsed, name + "_sum", cgroup=group.label).values()), 0.0)
+        print(f"exact: {LOAD_PROCS} spinners in {group.label}, {SPIN} s: kernel schedstat {want_n} waits, "
+              f"{want_s * 1e3:.3f} ms; agent {got_n:.0f} waits, {got_s * 1e3:.3f} ms; recursion misses {misses}")
+        c.check(want_n >= LOAD_PROCS, f"only {want_n} waits in the kernel's accounting: no contention?")
+        c.check(want_n - misses <= got_n <= want_n,
+                f"agent counted {got_n} waits in {group.label}, the kernel {want_n} (misses {misses})")
+        if got_n == want_n:
+            c.check(abs(got_s - want_s) <= 1e-9 * want_n + 1e-12 * want_s * 1e3,
+                    f"agent summed {got_s} s of waits in {group.label}, the kernel {want_s} s")
+    finally:
+        for p in procs:
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+        bpfutil.kill_all(procs)
+        group.close()
 
 
 def node_quantile(parsed, q):
@@ -320,6 +401,9 @@ def main():
                   (f"gone {gone:.1f} s later (window {WINDOW:g} s)" if gone is not None else "still there"))
             c.check(gone is not None, f"cgroup {group.label}'s series still exported {WINDOW + 5:g} s after "
                                       f"the cgroup was removed")
+
+            # 5. Counting is exact, against the kernel's own accounting.
+            check_exact(c, agent, root)
         print(f"runtime {time.monotonic() - started:.1f} s")
     finally:
         if runqlat and runqlat.poll() is None:
