@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <stdexcept>
 
@@ -23,7 +24,9 @@ BucketLayout::BucketLayout(int schema) : schema_(schema) {
     thresholds_[i] = static_cast<uint64_t>(std::floor(std::exp2(e) * 1e9L));
   }
   for (int k = -20; k <= NP_HIST_MAX_LOG2; ++k) {
-    classic_.emplace_back(std::ldexp(1.0, k), static_cast<uint32_t>(k - NP_HIST_MIN_LOG2) * per_octave - 1);
+    ClassicBound b{std::ldexp(1.0, k), static_cast<uint32_t>(k - NP_HIST_MIN_LOG2) * per_octave - 1, {}};
+    append_value(b.le, b.seconds);
+    classic_.push_back(std::move(b));
   }
 }
 
@@ -71,56 +74,82 @@ void LatencyHistogram::end_tick() {
 }
 
 double LatencyHistogram::window_quantile(double q) const {
-  if (window_count_ == 0) return std::numeric_limits<double>::quiet_NaN();
-  // The rank of the quantile among the window's events, 1-based.
-  auto rank = static_cast<uint64_t>(std::ceil(q * static_cast<double>(window_count_)));
-  rank = std::clamp<uint64_t>(rank, 1, window_count_);
-  uint64_t seen = 0;
-  for (uint32_t b = 0; b < window_.size(); ++b) {
-    seen += window_[b];
-    if (seen < rank) continue;
+  double result;
+  window_quantiles({&q, 1}, {&result, 1});
+  return result;
+}
+
+void LatencyHistogram::window_quantiles(std::span<const double> qs, std::span<double> out) const {
+  std::fill(out.begin(), out.end(), std::numeric_limits<double>::quiet_NaN());
+  if (window_count_ == 0) return;
+  auto middle = [&](uint32_t b) {
     double upper = layout_->upper_bound_seconds(b);
     if (std::isinf(upper)) return layout_->lower_bound_seconds(b);  // past 256 s: say 256 s
     double lower = b == 0 ? upper / std::exp2(1.0 / (1u << layout_->schema())) : layout_->lower_bound_seconds(b);
     return std::sqrt(lower * upper);
+  };
+  uint64_t seen = 0;  // events in buckets [0, b)
+  uint32_t b = 0;
+  for (size_t i = 0; i < qs.size(); ++i) {
+    // The rank of the quantile among the window's events, 1-based.
+    auto rank = static_cast<uint64_t>(std::ceil(qs[i] * static_cast<double>(window_count_)));
+    rank = std::clamp<uint64_t>(rank, 1, window_count_);
+    while (seen < rank && b < window_.size()) seen += window_[b++];
+    if (seen < rank) return;  // cannot happen: the buckets add up to window_count_
+    out[i] = middle(b - 1);
   }
-  return std::numeric_limits<double>::quiet_NaN();
 }
+
+namespace {
+
+// `rendered` (a series' labels, maybe none) and one more label whose value
+// needs no escaping, in one allocation.
+std::string plus_label(std::string_view rendered, std::string_view key, std::string_view value) {
+  std::string s;
+  s.reserve(rendered.size() + key.size() + value.size() + 4);
+  if (!rendered.empty()) s.append(rendered) += ',';
+  s.append(key).append("=\"").append(value) += '"';
+  return s;
+}
+
+// The summary, with the series' labels rendered by the caller.
+void emit_summary_rendered(SampleSink& out, const MetricInfo& window, std::string rendered, const LatencyHistogram& h) {
+  static constexpr double kQuantiles[] = {0.5, 0.95, 0.99};
+  static constexpr std::string_view kNames[] = {"0.5", "0.95", "0.99"};
+  double values[std::size(kQuantiles)];
+  h.window_quantiles(kQuantiles, values);
+  for (size_t i = 0; i < std::size(kQuantiles); ++i) {
+    out.add_rendered(window, values[i], plus_label(rendered, "quantile", kNames[i]));
+  }
+  out.add_rendered(window, h.window_sum_seconds(), rendered, "_sum");
+  out.add_rendered(window, static_cast<double>(h.window_count()), std::move(rendered), "_count");
+}
+
+}  // namespace
 
 void emit_latency(SampleSink& out, const LatencyFamilies& families, std::span<const Label> labels,
                   const LatencyHistogram& h, const BucketLayout& layout) {
-  std::vector<Label> with(labels.begin(), labels.end());
-  with.push_back({});
+  std::string rendered;
+  append_labels(rendered, labels);
   // Classic histogram: cumulative counts at every power of two.
   const auto& counts = h.cumulative();
   uint64_t running = 0;
   uint32_t next = 0;
-  std::string le;
-  for (auto [bound, last] : layout.classic_bounds()) {
-    while (next <= last) running += counts[next++];
-    le.clear();
-    append_value(le, bound);
-    with.back() = {"le", le};
-    out.add(families.histogram, static_cast<double>(running), with, "_bucket");
+  for (const ClassicBound& b : layout.classic_bounds()) {
+    while (next <= b.last_bucket) running += counts[next++];
+    out.add_rendered(families.histogram, static_cast<double>(running), plus_label(rendered, "le", b.le), "_bucket");
   }
-  with.back() = {"le", "+Inf"};
-  out.add(families.histogram, static_cast<double>(h.count()), with, "_bucket");
-  out.add(families.histogram, h.sum_seconds(), labels, "_sum");
-  out.add(families.histogram, static_cast<double>(h.count()), labels, "_count");
-  emit_window_summary(out, families.window, labels, h);
+  out.add_rendered(families.histogram, static_cast<double>(h.count()), plus_label(rendered, "le", "+Inf"), "_bucket");
+  out.add_rendered(families.histogram, h.sum_seconds(), rendered, "_sum");
+  out.add_rendered(families.histogram, static_cast<double>(h.count()), rendered, "_count");
+  emit_summary_rendered(out, families.window, std::move(rendered), h);
 }
 
 void emit_window_summary(SampleSink& out, const MetricInfo& window, std::span<const Label> labels,
                          const LatencyHistogram& h) {
-  std::vector<Label> with(labels.begin(), labels.end());
-  with.push_back({});
-  static constexpr std::pair<double, std::string_view> kQuantiles[] = {{0.5, "0.5"}, {0.95, "0.95"}, {0.99, "0.99"}};
-  for (auto [q, name] : kQuantiles) {
-    with.back() = {"quantile", name};
-    out.add(window, h.window_quantile(q), with);
-  }
-  out.add(window, h.window_sum_seconds(), labels, "_sum");
-  out.add(window, static_cast<double>(h.window_count()), labels, "_count");
+  std::string rendered;
+  append_labels(rendered, labels);
+  emit_summary_rendered(out, window, std::move(rendered), h);
 }
 
 }  // namespace nodeperf

@@ -17,6 +17,14 @@
 
 namespace nodeperf {
 
+// A bound of the classic histogram, with its `le` label value formatted once
+// (by append_value) rather than on every tick.
+struct ClassicBound {
+  double seconds;
+  uint32_t last_bucket;  // the last native bucket at or below the bound
+  std::string le;
+};
+
 class BucketLayout {
  public:
   explicit BucketLayout(int schema = NP_HIST_DEFAULT_SCHEMA);
@@ -32,13 +40,13 @@ class BucketLayout {
   double lower_bound_seconds(uint32_t bucket) const;
   // The buckets ending at 2^k seconds, k = -20..8: the `le` bounds of the
   // classic histogram, the same whatever the schema.
-  const std::vector<std::pair<double, uint32_t>>& classic_bounds() const { return classic_; }
+  const std::vector<ClassicBound>& classic_bounds() const { return classic_; }
 
  private:
   int schema_;
   uint32_t finite_;
   std::array<__u64, NP_HIST_TABLE> thresholds_;
-  std::vector<std::pair<double, uint32_t>> classic_;  // (le in seconds, last bucket index)
+  std::vector<ClassicBound> classic_;
 };
 
 // Cumulative counts since start, and the counts of the last `window` ticks.
@@ -60,6 +68,8 @@ class LatencyHistogram {
   // holds it, so within a factor 2^(1/2^(schema+1)) of the true value
   // (+-4.4% at schema 3). NaN when the window is empty.
   double window_quantile(double q) const;
+  // window_quantile of each of the ascending qs, in one pass over the buckets.
+  void window_quantiles(std::span<const double> qs, std::span<double> out) const;
   bool idle_for_window() const { return window_count_ == 0; }
 
  private:

@@ -8,17 +8,39 @@
 namespace nodeperf {
 
 void append_escaped_label_value(std::string& out, std::string_view value) {
-  for (char c : value) {
-    switch (c) {
-      case '\\': out += "\\\\"; break;
-      case '"': out += "\\\""; break;
-      case '\n': out += "\\n"; break;
-      default: out += c;
-    }
+  // Copy the runs between escapes whole: most values have no escapes at all.
+  size_t run = 0;
+  for (size_t i = 0; i < value.size(); ++i) {
+    char c = value[i];
+    if (c != '\\' && c != '"' && c != '\n') continue;
+    out.append(value.substr(run, i - run));
+    out += c == '\\' ? "\\\\" : c == '"' ? "\\\"" : "\\n";
+    run = i + 1;
+  }
+  out.append(value.substr(run));
+}
+
+void append_labels(std::string& out, std::span<const Label> labels) {
+  size_t size = out.size();
+  for (const Label& l : labels) size += l.key.size() + l.value.size() + 4;  // key="value",
+  out.reserve(size);
+  bool first = true;
+  for (const Label& l : labels) {
+    if (!first) out += ',';
+    first = false;
+    out.append(l.key).append("=\"");
+    append_escaped_label_value(out, l.value);
+    out += '"';
   }
 }
 
 void SampleSink::add(const MetricInfo& metric, double value, std::span<const Label> labels, std::string_view suffix) {
+  std::string rendered;
+  append_labels(rendered, labels);
+  add_rendered(metric, value, std::move(rendered), suffix);
+}
+
+void SampleSink::add_rendered(const MetricInfo& metric, double value, std::string labels, std::string_view suffix) {
   if (&metric != last_metric_) {
     auto it = std::find_if(families_.begin(), families_.end(),
                            [&](const Family& f) { return f.info == &metric; });
@@ -29,16 +51,7 @@ void SampleSink::add(const MetricInfo& metric, double value, std::span<const Lab
     last_metric_ = &metric;
     last_index_ = static_cast<size_t>(it - families_.begin());
   }
-  Sample sample{{}, value, suffix};
-  bool first = true;
-  for (const Label& l : labels) {
-    if (!first) sample.labels += ',';
-    first = false;
-    sample.labels.append(l.key).append("=\"");
-    append_escaped_label_value(sample.labels, l.value);
-    sample.labels += '"';
-  }
-  families_[last_index_].samples.push_back(std::move(sample));
+  families_[last_index_].samples.push_back(Sample{std::move(labels), value, suffix});
 }
 
 size_t SampleSink::series() const {

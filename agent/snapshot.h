@@ -34,6 +34,8 @@ struct Family {
 
 // Appends the escaped form of a label value, as the text formats want it.
 void append_escaped_label_value(std::string& out, std::string_view value);
+// Appends labels as a Sample holds them: key="escaped value", comma-separated.
+void append_labels(std::string& out, std::span<const Label> labels);
 
 // Collects the samples of one tick. Collectors add to it; the agent turns it
 // into a Snapshot.
@@ -44,6 +46,9 @@ class SampleSink {
   }
   // `suffix` must outlive the snapshot (a string literal).
   void add(const MetricInfo& metric, double value, std::span<const Label> labels, std::string_view suffix = {});
+  // Labels already rendered as append_labels does: for samples that share
+  // most of their labels, rendered once (histogram buckets).
+  void add_rendered(const MetricInfo& metric, double value, std::string labels, std::string_view suffix = {});
   size_t series() const;
 
  private:

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "agent/histogram.h"
+#include "exporters/exposition.h"
 
 namespace {
 
@@ -84,9 +85,9 @@ TEST_CASE("bucket index: boundaries, 0, 1, u64 max, monotonic") {
     if (i > 0) CHECK(layout.index(t[i - 1] + 1) == i);
   }
   // Powers of two of a second land exactly on the classic le bounds.
-  CHECK(layout.index(1'000'000'000) == layout.classic_bounds()[20].second);
-  CHECK(layout.index(1'000'000'001) == layout.classic_bounds()[20].second + 1);
-  CHECK(layout.classic_bounds()[20].first == 1.0);
+  CHECK(layout.index(1'000'000'000) == layout.classic_bounds()[20].last_bucket);
+  CHECK(layout.index(1'000'000'001) == layout.classic_bounds()[20].last_bucket + 1);
+  CHECK(layout.classic_bounds()[20].seconds == 1.0);
   std::mt19937_64 rng(42);
   uint64_t prev_value = 0;
   uint32_t prev_index = 0;
@@ -102,6 +103,20 @@ TEST_CASE("bucket index: boundaries, 0, 1, u64 max, monotonic") {
     double s = static_cast<double>(v) * 1e-9;
     if (i < layout.finite_buckets()) CHECK(s <= layout.upper_bound_seconds(i) * (1 + 1e-12));
     if (i > 0) CHECK(s > layout.lower_bound_seconds(i) * (1 - 1e-12));
+  }
+}
+
+TEST_CASE("classic le text is formatted once, as append_value would") {
+  for (int schema = 0; schema <= NP_HIST_MAX_SCHEMA; ++schema) {
+    nodeperf::BucketLayout layout(schema);
+    REQUIRE(layout.classic_bounds().size() == 29);  // 2^-20 .. 2^8 s
+    for (const nodeperf::ClassicBound& b : layout.classic_bounds()) {
+      std::string expected;
+      nodeperf::append_value(expected, b.seconds);
+      INFO("schema " << schema << " le " << b.seconds);
+      CHECK(b.le == expected);
+      CHECK(layout.upper_bound_seconds(b.last_bucket) == b.seconds);
+    }
   }
 }
 
@@ -145,6 +160,11 @@ TEST_CASE("window quantiles are within the schema's error bound") {
       CHECK(got / exact <= bound * (1 + 1e-9));
       CHECK(exact / got <= bound * (1 + 1e-9));
     }
+    // One pass for several quantiles gives what one pass each gives.
+    const double qs[] = {0.0, 0.5, 0.95, 0.99, 1.0};
+    double got[std::size(qs)];
+    h.window_quantiles(qs, got);
+    for (size_t i = 0; i < std::size(qs); ++i) CHECK(got[i] == h.window_quantile(qs[i]));
   }
 }
 
@@ -178,4 +198,42 @@ TEST_CASE("classic histogram buckets are cumulative counts at powers of two") {
   const nodeperf::Family* w = snap.find("x_window_seconds");
   REQUIRE(w);
   CHECK(w->samples.size() == 5);  // three quantiles, _sum, _count
+}
+
+TEST_CASE("histogram and summary labels render as SampleSink::add renders them") {
+  nodeperf::BucketLayout layout(3);
+  nodeperf::LatencyHistogram h(layout, 60);
+  h.add(layout.index(2000), 3, 6000);
+  h.end_tick();
+  static constexpr nodeperf::MetricInfo hist{"x_seconds", nodeperf::MetricType::histogram, "", "", "h."};
+  static constexpr nodeperf::MetricInfo window{"x_window_seconds", nodeperf::MetricType::summary, "", "", "w."};
+  const nodeperf::Label labels[] = {{"device", "a\"b\\c"}, {"op", "read"}};  // values that need escaping
+  nodeperf::SampleSink sink;
+  nodeperf::emit_latency(sink, {hist, window}, labels, h, layout);
+  nodeperf::Snapshot snap(std::move(sink), false, {});
+  // What the samples looked like when every one went through add() with its own labels.
+  std::vector<std::string> expected;
+  auto expect = [&](std::initializer_list<nodeperf::Label> extra) {
+    std::vector<nodeperf::Label> all(std::begin(labels), std::end(labels));
+    all.insert(all.end(), extra);
+    expected.emplace_back();
+    nodeperf::append_labels(expected.back(), all);
+  };
+  for (const auto& b : layout.classic_bounds()) expect({{"le", b.le}});
+  expect({{"le", "+Inf"}});
+  expect({});  // _sum
+  expect({});  // _count
+  const nodeperf::Family* f = snap.find("x_seconds");
+  REQUIRE(f);
+  REQUIRE(f->samples.size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) CHECK(f->samples[i].labels == expected[i]);
+  CHECK(f->samples.front().labels == R"(device="a\"b\\c",op="read",le="9.5367431640625e-07")");
+  const nodeperf::Family* w = snap.find("x_window_seconds");
+  REQUIRE(w);
+  expected.clear();
+  for (const char* q : {"0.5", "0.95", "0.99"}) expect({{"quantile", q}});
+  expect({});  // _sum
+  expect({});  // _count
+  REQUIRE(w->samples.size() == expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) CHECK(w->samples[i].labels == expected[i]);
 }
