@@ -67,22 +67,28 @@ static __always_inline void count(struct np_block_key *key, __u64 value)
 	v->sum_ns += value;
 }
 
-static __always_inline __u32 disk_dev(struct request *rq)
+/* tp_btf programs get a trusted request pointer and read it with plain
+ * loads; raw_tp programs read it through bpf_probe_read_kernel. `trusted`
+ * is a constant in each caller, so each program keeps one of the two. */
+#define READ(trusted, p, field) ((trusted) ? (p)->field : BPF_CORE_READ(p, field))
+
+static __always_inline __u32 disk_dev(struct request *rq, bool trusted)
 {
 	struct gendisk *disk;
 	struct request___pre_5_17 *old = (void *)rq;
+	struct request_queue *q = READ(trusted, rq, q);
 	if (bpf_core_field_exists(old->rq_disk))
-		disk = BPF_CORE_READ(old, rq_disk);
+		disk = READ(trusted, old, rq_disk);
 	else
-		disk = BPF_CORE_READ(rq, q, disk);
+		disk = READ(trusted, q, disk);
 	if (!disk)
 		return 0;
-	return ((__u32)BPF_CORE_READ(disk, major) << MINORBITS) | (__u32)BPF_CORE_READ(disk, first_minor);
+	return ((__u32)READ(trusted, disk, major) << MINORBITS) | (__u32)READ(trusted, disk, first_minor);
 }
 
-static __always_inline __u8 request_op(struct request *rq)
+static __always_inline __u8 request_op(struct request *rq, bool trusted)
 {
-	switch (BPF_CORE_READ(rq, cmd_flags) & REQ_OP_MASK) {
+	switch (READ(trusted, rq, cmd_flags) & REQ_OP_MASK) {
 	case 0: return NP_OP_READ;
 	case 1: return NP_OP_WRITE;
 	case 2: return NP_OP_FLUSH;
@@ -111,22 +117,27 @@ static __always_inline void on_insert(struct request *rq)
 		drop(1);
 }
 
-static __always_inline void on_issue(struct request *rq)
+static __always_inline void on_issue(struct request *rq, bool trusted)
 {
 	__u64 key = (__u64)rq;
 	__u64 now = bpf_ktime_get_ns();
-	struct request_state *s = bpf_map_lookup_elem(&requests, &key);
-	if (s) {
-		s->issued_ns = now;
-		return;
+	/* Without an IO scheduler requests are issued directly, never inserted:
+	 * no entry to look for. (Requests can pass the insert tracepoint even
+	 * then, on a requeue, say: the fresh entry replaces theirs.) */
+	struct request_queue *q = READ(trusted, rq, q);
+	if (READ(trusted, q, elevator)) {
+		struct request_state *s = bpf_map_lookup_elem(&requests, &key);
+		if (s) {
+			s->issued_ns = now;
+			return;
+		}
 	}
-	/* Issued directly, without an insert (no IO scheduler). */
 	struct request_state fresh = {.issued_ns = now, .cgroup_id = bpf_get_current_cgroup_id()};
 	if (bpf_map_update_elem(&requests, &key, &fresh, BPF_ANY))
 		drop(1);
 }
 
-static __always_inline void on_complete(struct request *rq, unsigned int nr_bytes)
+static __always_inline void on_complete(struct request *rq, unsigned int nr_bytes, bool trusted)
 {
 	__u64 key = (__u64)rq;
 	struct request_state *s = bpf_map_lookup_elem(&requests, &key);
@@ -136,7 +147,7 @@ static __always_inline void on_complete(struct request *rq, unsigned int nr_byte
 	bpf_map_delete_elem(&requests, &key);
 	if (!st.issued_ns)
 		return;
-	struct np_block_key k = {.cgroup_id = st.cgroup_id, .dev = disk_dev(rq), .op = request_op(rq)};
+	struct np_block_key k = {.cgroup_id = st.cgroup_id, .dev = disk_dev(rq, trusted), .op = request_op(rq, trusted)};
 	__u64 latency = bpf_ktime_get_ns() - st.issued_ns;
 	k.kind = NP_BLOCK_LATENCY;
 	k.bucket = np_bucket_index(np_thresholds, latency);
@@ -154,8 +165,6 @@ static __always_inline void on_complete(struct request *rq, unsigned int nr_byte
 	}
 }
 
-/* Both flavours read the request through CO-RE, so one body serves both. */
-
 SEC("tp_btf/block_rq_insert")
 int btf_insert(__u64 *ctx)
 {
@@ -166,14 +175,14 @@ int btf_insert(__u64 *ctx)
 SEC("tp_btf/block_rq_issue")
 int btf_issue(__u64 *ctx)
 {
-	on_issue((void *)(rq_is_second_arg ? ctx[1] : ctx[0]));
+	on_issue((void *)(rq_is_second_arg ? ctx[1] : ctx[0]), true);
 	return 0;
 }
 
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(btf_complete, struct request *rq, int error, unsigned int nr_bytes)
 {
-	on_complete(rq, nr_bytes);
+	on_complete(rq, nr_bytes, true);
 	return 0;
 }
 
@@ -187,14 +196,14 @@ int raw_insert(__u64 *ctx)
 SEC("raw_tp/block_rq_issue")
 int raw_issue(__u64 *ctx)
 {
-	on_issue((void *)(rq_is_second_arg ? ctx[1] : ctx[0]));
+	on_issue((void *)(rq_is_second_arg ? ctx[1] : ctx[0]), false);
 	return 0;
 }
 
 SEC("raw_tp/block_rq_complete")
 int BPF_PROG(raw_complete, struct request *rq, int error, unsigned int nr_bytes)
 {
-	on_complete(rq, nr_bytes);
+	on_complete(rq, nr_bytes, false);
 	return 0;
 }
 

@@ -50,8 +50,11 @@ struct gendisk {
 	int first_minor;
 };
 
+struct elevator_queue;
+
 struct request_queue {
-	struct gendisk *disk; /* 5.15+ */
+	struct elevator_queue *elevator; /* the IO scheduler; NULL for "none" */
+	struct gendisk *disk;            /* 5.15+ */
 };
 
 struct request {
