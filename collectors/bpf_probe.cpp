@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstdio>
+#include <cstdlib>
 
 #include "agent/log.h"
 
@@ -92,10 +93,18 @@ void set_thresholds(volatile __u64* table, const BucketLayout& layout) {
   for (size_t i = 0; i < t.size(); ++i) table[i] = t[i];
 }
 
-void choose_programs(bool use_btf, std::initializer_list<bpf_program*> tp_btf,
+bool choose_programs(bool use_btf, std::initializer_list<bpf_program*> tp_btf,
                      std::initializer_list<bpf_program*> raw_tp) {
+  // The raw_tp twins run only where tp_btf cannot attach, never on the
+  // machines we test on; this makes them run there (docs/bpf.md).
+  static const bool force_raw_tp = [] {
+    const char* v = std::getenv("NODEPERF_BPF_ATTACH");
+    return v && std::string_view(v) == "raw_tp";
+  }();
+  use_btf = use_btf && !force_raw_tp;
   for (bpf_program* p : tp_btf) bpf_program__set_autoload(p, use_btf);
   for (bpf_program* p : raw_tp) bpf_program__set_autoload(p, !use_btf);
+  return use_btf;
 }
 
 AttachedPrograms::AttachedPrograms(std::string_view probe, bpf_object* object) : probe_(probe) {

@@ -68,7 +68,8 @@ inline size_t window_ticks(std::chrono::milliseconds window, std::chrono::millis
 }
 
 // Turns on the tp_btf programs if `use_btf`, else their raw_tp twins.
-void choose_programs(bool use_btf, std::initializer_list<bpf_program*> tp_btf,
+// Returns which it chose: tp_btf (true) unless NODEPERF_BPF_ATTACH=raw_tp.
+bool choose_programs(bool use_btf, std::initializer_list<bpf_program*> tp_btf,
                      std::initializer_list<bpf_program*> raw_tp);
 
 // The links of a loaded object: attaches every program whose autoload is on

@@ -70,8 +70,8 @@ class RunqueueCollector final : public Collector {
     probe_.skel.reset(runqlat_bpf__open());
     if (!probe_.skel) throw ProbeError("open", -errno);
     // tp_btf where the kernel's BTF describes the tracepoints, else raw_tp.
-    bool btf = tracepoint_has_btf("sched_switch");
-    choose_programs(btf, {probe_.skel->progs.btf_switch}, {probe_.skel->progs.raw_switch});
+    bool btf = choose_programs(tracepoint_has_btf("sched_switch"), {probe_.skel->progs.btf_switch},
+                               {probe_.skel->progs.raw_switch});
     if (btf) bpf_map__set_max_entries(probe_.skel->maps.seen_by_pid, 1);  // unused
     set_thresholds(probe_.skel->rodata->np_thresholds, layout_);
     if (int err = runqlat_bpf__load(probe_.skel.get())) throw ProbeError("load", err);
