@@ -1,10 +1,17 @@
 #include "agent/agent.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <boost/beast/http/message.hpp>
+#include <charconv>
+#include <cmath>
 #include <csignal>
+#include <optional>
 
 #include "collectors/bpf_probe.h"
 #include "exporters/exposition.h"
+#include "exporters/json.h"
 
 namespace nodeperf {
 
@@ -39,6 +46,9 @@ constexpr std::string_view kIndexPage =
     "<li><a href=\"/metrics\">/metrics</a>: Prometheus exposition</li>\n"
     "<li><a href=\"/healthz\">/healthz</a>: liveness (the tick loop is running)</li>\n"
     "<li><a href=\"/readyz\">/readyz</a>: readiness (a first snapshot exists)</li>\n"
+    "<li><a href=\"/api/v1/snapshot\">/api/v1/snapshot</a>: the newest snapshot as JSON; "
+    "?time=T (Unix seconds) for an older one</li>\n"
+    "<li><a href=\"/api/v1/history\">/api/v1/history</a>: the times the history holds (JSON)</li>\n"
     "</ul>\n</body></html>\n";
 
 // True if two configurations build the same collectors (only toggles may differ).
@@ -48,15 +58,59 @@ bool same_collector_settings(const Config& a, const Config& b) {
          a.netdev_device_exclude == b.netdev_device_exclude;
 }
 
+// The query string of a request. HttpRequest::target has it cut off, but
+// the server passes the whole beast request as `headers`, and its target
+// still has it.
+// The value of the first `name` parameter of a query string ("" for a bare
+// name); no percent-decoding, as the API's parameters are plain numbers.
+std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view item = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = item.find('=');
+    if (item.substr(0, eq) == name) return eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<double> parse_unix_seconds(std::string_view text) {
+  double v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+// A client's text quoted back in a one-line error: printable ASCII only, capped.
+std::string printable(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 64)) out += c >= 0x20 && c < 0x7f ? c : '?';
+  return text.size() > 64 ? out + "..." : out;
+}
+
+std::string host_name() {
+  char name[256] = {};
+  return gethostname(name, sizeof name - 1) == 0 ? name : "";
+}
+
 }  // namespace
 
-Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flags)
+Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flags, bool handle_signals)
     : config_(std::move(config)),
       config_file_(std::move(config_file)),
       flags_(std::move(flags)),
       timer_(io_),
-      signals_(io_, SIGINT, SIGTERM, SIGHUP),
-      server_(io_, config_.listen_address, limits_of(config_)) {
+      signals_(io_),
+      server_(io_, config_.listen_address, limits_of(config_)),
+      port_(server_.local_endpoint().port()),
+      history_(history_capacity(config_.history, config_.tick)),
+      hostname_(host_name()) {
+  // Without them the set stays empty: its wait never completes and stop() cancels it.
+  if (handle_signals) {
+    signals_.add(SIGINT);
+    signals_.add(SIGTERM);
+    signals_.add(SIGHUP);
+  }
   set_log_level(config_.log_level);
   build_collectors(false);
   server_.route("/metrics", [this](const HttpRequest& r) { return serve_metrics(r); });
@@ -72,6 +126,8 @@ Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flag
     if (!snapshot_) return HttpResponse::text(503, "no snapshot yet\n");
     return HttpResponse::text(200, "ok\n");
   });
+  server_.route("/api/v1/snapshot", [this](const HttpRequest& r) { return serve_snapshot(r); });
+  server_.route("/api/v1/history", [this](const HttpRequest&) { return serve_history(); });
   server_.route("/", [](const HttpRequest&) {
     return HttpResponse::text(200, std::string(kIndexPage), "text/html; charset=utf-8");
   });
@@ -123,11 +179,21 @@ void Agent::on_signal(int sig) {
     return;
   }
   log_info(std::string("received ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + ", stopping");
+  stop();
+}
+
+void Agent::stop() {
   server_.stop();
   timer_.cancel();
   signals_.cancel();
   io_.stop();
 }
+
+void Agent::request_stop() {
+  asio::post(io_, [this] { stop(); });
+}
+
+uint16_t Agent::port() const { return port_; }
 
 void Agent::reload() {
   Config next;
@@ -147,6 +213,7 @@ void Agent::reload() {
   config_ = std::move(next);
   set_log_level(config_.log_level);
   server_.set_limits(limits_of(config_));
+  history_.set_capacity(history_capacity(config_.history, config_.tick));
   build_collectors(keep);
   if (tick_changed) {  // take the new interval from now on
     next_tick_ = Clock::now() + config_.tick;
@@ -178,6 +245,7 @@ void Agent::tick() {
   add_self_metrics(sink, sink.series());
   snapshot_ = std::make_shared<const Snapshot>(std::move(sink), config_.node_exporter_compat,
                                                std::chrono::system_clock::now());
+  history_.add(*snapshot_);
   last_tick_done_ = Clock::now();
   schedule_tick();
 }
@@ -239,6 +307,30 @@ HttpResponse Agent::serve_metrics(const HttpRequest& request) {
   ++scrapes_;
   scrape_bytes_ += res.view.size();
   scrape_seconds_ += std::chrono::duration<double>(Clock::now() - start).count();
+  return res;
+}
+
+HttpResponse Agent::serve_snapshot(const HttpRequest& request) const {
+  const HistoryEntry* entry = history_.empty() ? nullptr : &history_.newest();
+  if (auto text = query_param(request.query, "time")) {
+    std::optional<double> time = parse_unix_seconds(*text);
+    if (!time) {
+      return HttpResponse::text(400, "400 bad request: parameter time must be Unix seconds such as 1764366000.5, got '" +
+                                         printable(*text) + "'\n");
+    }
+    if (entry) entry = &history_.at_or_before(*time);
+  }
+  if (!entry) return HttpResponse::text(503, "no snapshot yet\n");
+  HttpResponse res;
+  res.content_type = "application/json";
+  render_snapshot_json(*entry, std::chrono::duration<double>(config_.tick).count(), hostname_, res.body);
+  return res;
+}
+
+HttpResponse Agent::serve_history() const {
+  HttpResponse res;
+  res.content_type = "application/json";
+  render_history_json(history_, std::chrono::duration<double>(config_.tick).count(), res.body);
   return res;
 }
 

@@ -1,6 +1,7 @@
 // The daemon: one io_context runs the tick timer, the signal handlers and
 // the HTTP server. Each tick runs every enabled collector and publishes an
-// immutable snapshot; scrapes serve the last snapshot.
+// immutable snapshot; scrapes serve the last snapshot, the JSON API serves
+// it and the recent ones kept in the history.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "agent/config.h"
+#include "agent/history.h"
 #include "agent/log.h"
 #include "agent/snapshot.h"
 #include "collectors/collector.h"
@@ -22,11 +24,18 @@ namespace nodeperf {
 class Agent {
  public:
   // Binds the listen address; throws std::runtime_error if it cannot.
-  Agent(Config config, std::string config_file, std::vector<FlagValue> flags);
+  // Without handle_signals, SIGTERM, SIGINT and SIGHUP are left to the
+  // embedding program (nodeperf top runs an agent in-process), which stops
+  // the agent with request_stop().
+  Agent(Config config, std::string config_file, std::vector<FlagValue> flags, bool handle_signals = true);
   ~Agent();
 
-  // Runs until SIGTERM or SIGINT; returns the process exit code.
+  // Runs until SIGTERM, SIGINT or request_stop(); returns the process exit code.
   int run();
+  // Stops run() as SIGTERM does; callable from any thread, before or during run().
+  void request_stop();
+  // The bound TCP port (the one picked for a listen address with port 0); any thread.
+  uint16_t port() const;
 
  private:
   struct CollectorState {
@@ -41,9 +50,12 @@ class Agent {
   void tick();
   void schedule_tick();
   void on_signal(int signal);
+  void stop();
   void reload();
   void add_self_metrics(SampleSink& sink, size_t collected_series);
   HttpResponse serve_metrics(const HttpRequest& request);
+  HttpResponse serve_snapshot(const HttpRequest& request) const;
+  HttpResponse serve_history() const;
 
   Config config_;
   std::string config_file_;
@@ -53,10 +65,13 @@ class Agent {
   boost::asio::steady_timer timer_;
   boost::asio::signal_set signals_;
   HttpServer server_;
+  uint16_t port_;  // kept: the listener is closed after a stop, and port() may be asked from any thread
 
   std::vector<CollectorState> collectors_;
   std::map<std::string, uint64_t, std::less<>> collector_errors_;  // kept across reloads
   std::shared_ptr<const Snapshot> snapshot_;
+  History history_;  // snapshot_'s values and the ones before, for the JSON API
+  std::string hostname_;
   std::chrono::steady_clock::time_point next_tick_;
   std::chrono::steady_clock::time_point last_tick_done_;
 

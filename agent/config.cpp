@@ -71,6 +71,7 @@ std::string parse_uint(std::string_view text, unsigned lo, unsigned hi, unsigned
 
 std::string format_duration(std::chrono::milliseconds d) {
   auto ms = d.count();
+  if (ms == 0) return "0s";
   if (ms % 3'600'000 == 0) return std::to_string(ms / 3'600'000) + "h";
   if (ms % 60'000 == 0) return std::to_string(ms / 60'000) + "m";
   if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
@@ -168,6 +169,13 @@ std::vector<Option> make_options() {
                  return parse_duration(v, std::chrono::milliseconds(100), std::chrono::minutes(5), c.tick);
                },
                [](const Config& c) { return format_duration(c.tick); }});
+  o.push_back({"history", "history", false,
+               "How far back /api/v1/snapshot?time= reaches (nodeperf top scrolls through it): one snapshot "
+               "per tick is kept, 8 bytes per series each; 0s keeps the newest only.",
+               [](Config& c, std::string_view v) {
+                 return parse_duration(v, std::chrono::milliseconds(0), std::chrono::hours(1), c.history);
+               },
+               [](const Config& c) { return format_duration(c.history); }});
   o.push_back({"compat", "compat", false,
                "'node_exporter' exports node_exporter's names (node_ prefix) for the metrics it shares; "
                "'none' keeps the nodeperf_ names.",

@@ -23,6 +23,7 @@ struct Config {
   std::chrono::milliseconds idle_timeout{30'000};
   unsigned max_request_bytes = 8192;
   std::chrono::milliseconds tick{1000};
+  std::chrono::milliseconds history{600'000};  // snapshots kept for the JSON API
   bool node_exporter_compat = false;
   std::map<std::string, bool, std::less<>> collectors;  // every collector by name: enabled?
   std::string diskstats_device_exclude;

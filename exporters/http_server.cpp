@@ -113,13 +113,17 @@ asio::awaitable<void> HttpServer::accept_loop() {
 }
 
 HttpResponse HttpServer::respond(http::verb method, std::string_view target, const http::fields& headers) {
-  if (size_t q = target.find('?'); q != std::string_view::npos) target = target.substr(0, q);
+  std::string_view query;
+  if (size_t q = target.find('?'); q != std::string_view::npos) {
+    query = target.substr(q + 1);
+    target = target.substr(0, q);
+  }
   auto route = routes_.find(target);
   if (route == routes_.end()) return HttpResponse::text(404, "404 page not found\n");
   if (method != http::verb::get && method != http::verb::head) {
     return HttpResponse::text(405, "405 method not allowed: use GET or HEAD\n");
   }
-  return route->second(HttpRequest{target, headers});
+  return route->second(HttpRequest{target, query, headers});
 }
 
 asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> conn) {

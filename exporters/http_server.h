@@ -20,6 +20,7 @@ namespace nodeperf {
 
 struct HttpRequest {
   std::string_view target;  // path without the query string
+  std::string_view query;   // after the '?', empty if none
   const boost::beast::http::fields& headers;
 };
 

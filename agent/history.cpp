@@ -1,0 +1,74 @@
+#include "agent/history.h"
+
+#include <algorithm>
+
+#include "agent/snapshot.h"
+
+namespace nodeperf {
+
+SeriesLayout::SeriesLayout(const Snapshot& snapshot) {
+  series.reserve(snapshot.series());
+  for (const nodeperf::Family& f : snapshot.families()) {  // not SeriesLayout::Family
+    if (f.samples.empty()) continue;
+    families.push_back({f.info, f.name, f.samples.size()});
+    for (const Sample& s : f.samples) series.push_back({s.suffix, s.labels});
+  }
+}
+
+bool SeriesLayout::matches(const Snapshot& snapshot) const {
+  auto family = families.begin();
+  auto one = series.begin();
+  for (const nodeperf::Family& f : snapshot.families()) {  // not SeriesLayout::Family
+    if (f.samples.empty()) continue;
+    if (family == families.end() || family->info != f.info || family->name != f.name ||
+        family->size != f.samples.size()) {
+      return false;
+    }
+    ++family;
+    for (const Sample& s : f.samples) {
+      if (one->suffix != s.suffix || one->labels != s.labels) return false;
+      ++one;
+    }
+  }
+  return family == families.end();
+}
+
+double unix_seconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration<double>(t.time_since_epoch()).count();
+}
+
+size_t history_capacity(std::chrono::milliseconds history, std::chrono::milliseconds tick) {
+  return std::max<size_t>(1, static_cast<size_t>(history / tick));
+}
+
+void History::set_capacity(size_t capacity) {
+  capacity_ = capacity;
+  while (entries_.size() > capacity_) entries_.pop_front();
+}
+
+void History::add(const Snapshot& snapshot) {
+  HistoryEntry entry{snapshot.taken(), nullptr, {}};
+  entry.values.reserve(snapshot.series());
+  for (const Family& f : snapshot.families()) {
+    for (const Sample& s : f.samples) entry.values.push_back(s.value);
+  }
+  // Consecutive ticks almost always have the same series: share the layout.
+  if (!entries_.empty() && entries_.back().layout->matches(snapshot)) {
+    entry.layout = entries_.back().layout;
+  } else {
+    entry.layout = std::make_shared<const SeriesLayout>(snapshot);
+  }
+  entries_.push_back(std::move(entry));
+  while (entries_.size() > capacity_) entries_.pop_front();
+}
+
+const HistoryEntry& History::at_or_before(double unix_time) const {
+  // Newest first, by position rather than by time: a wall clock stepped
+  // back still finds the newest entry at or before unix_time.
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
+    if (unix_seconds(it->time) <= unix_time) return *it;
+  }
+  return entries_.front();
+}
+
+}  // namespace nodeperf

@@ -1,0 +1,73 @@
+// The recent snapshots, for the JSON API (`nodeperf top` scrolls back
+// through them): a bounded ring of the last `history` of ticks. An entry
+// holds the time and the values only; the list of series (names, help,
+// labels) is one shared SeriesLayout for as long as it does not change, so
+// an entry costs 8 bytes per series plus a small constant.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "agent/metric_table.h"
+
+namespace nodeperf {
+
+class Snapshot;
+
+// The series of a snapshot in exposition order; families without samples
+// are left out, as /metrics leaves them out.
+struct SeriesLayout {
+  struct Family {
+    const MetricInfo* info;
+    std::string name;  // the exposed name
+    size_t size;       // how many of `series` belong to it, after the previous family's
+  };
+  struct Series {
+    std::string_view suffix;  // a string literal, as in Sample
+    std::string labels;       // rendered, as in Sample
+  };
+  std::vector<Family> families;
+  std::vector<Series> series;
+
+  explicit SeriesLayout(const Snapshot& snapshot);
+  bool matches(const Snapshot& snapshot) const;  // same series in the same order
+};
+
+struct HistoryEntry {
+  std::chrono::system_clock::time_point time;
+  std::shared_ptr<const SeriesLayout> layout;
+  std::vector<double> values;  // values[i] is the value of layout->series[i]
+};
+
+// Seconds since the Unix epoch, as the API writes and reads times. Lookups
+// compare in this form, so a time read back from a response finds its entry.
+double unix_seconds(std::chrono::system_clock::time_point t);
+
+// Entries kept for `history` at one per `tick`: history / tick, at least 1.
+size_t history_capacity(std::chrono::milliseconds history, std::chrono::milliseconds tick);
+
+class History {
+ public:
+  explicit History(size_t capacity) : capacity_(capacity) {}
+
+  void set_capacity(size_t capacity);  // drops the oldest entries past it
+  void add(const Snapshot& snapshot);  // drops the oldest entry when full
+
+  bool empty() const { return entries_.empty(); }
+  size_t size() const { return entries_.size(); }
+  // Only when not empty:
+  const HistoryEntry& oldest() const { return entries_.front(); }
+  const HistoryEntry& newest() const { return entries_.back(); }
+  // The newest entry taken at or before `unix_time`, else the oldest.
+  const HistoryEntry& at_or_before(double unix_time) const;
+
+ private:
+  size_t capacity_;
+  std::deque<HistoryEntry> entries_;  // oldest first
+};
+
+}  // namespace nodeperf
