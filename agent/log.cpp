@@ -1,5 +1,6 @@
 #include "agent/log.h"
 
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 
@@ -7,6 +8,7 @@ namespace nodeperf {
 namespace {
 
 LogLevel g_level = LogLevel::info;
+std::atomic<std::FILE*> g_output{stderr};
 
 std::string_view level_name(LogLevel level) {
   switch (level) {
@@ -21,10 +23,12 @@ std::string_view level_name(LogLevel level) {
 }  // namespace
 
 void set_log_level(LogLevel level) { g_level = level; }
+void set_log_output(std::FILE* out) { g_output = out; }
 bool log_enabled(LogLevel level) { return level >= g_level; }
 
 void log(LogLevel level, std::string_view message) {
-  if (!log_enabled(level)) return;
+  std::FILE* out = g_output;
+  if (!log_enabled(level) || !out) return;
   timespec now{};
   clock_gettime(CLOCK_REALTIME, &now);
   tm utc{};
@@ -42,7 +46,7 @@ void log(LogLevel level, std::string_view message) {
     line.push_back(c == '\n' ? ' ' : c);
   }
   line.append("\"\n");
-  std::fwrite(line.data(), 1, line.size(), stderr);
+  std::fwrite(line.data(), 1, line.size(), out);
 }
 
 void LogLimiter::log(LogLevel level, std::string_view message) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <string_view>
 
@@ -11,6 +12,9 @@ namespace nodeperf {
 enum class LogLevel { debug, info, warn, error };
 
 void set_log_level(LogLevel level);
+// Where log lines go: stderr by default; nullptr discards them (nodeperf top
+// runs an agent in-process and keeps its lines off the screen).
+void set_log_output(std::FILE* out);
 bool log_enabled(LogLevel level);
 void log(LogLevel level, std::string_view message);
 

@@ -8,6 +8,7 @@
 #include "agent/config.h"
 #include "agent/doctor.h"
 #include "agent/log.h"
+#include "cli/top.h"
 #include "collectors/bpf_probe.h"
 #include "collectors/collector.h"
 
@@ -18,6 +19,7 @@ constexpr const char* kUsage =
     "Commands:\n"
     "  agent     run the node agent: collectors and a Prometheus endpoint\n"
     "  doctor    check what this host supports (kernel, BTF, capabilities, cgroups, tracefs)\n"
+    "  top       live view of the node, read from an agent (or --standalone)\n"
     "  version   print the version\n\n"
     "Run 'nodeperf <command> --help' for the flags of a command.\n";
 
@@ -110,6 +112,7 @@ int main(int argc, char** argv) {
   args.erase(args.begin());
   if (command == "agent") return run_agent(args);
   if (command == "doctor") return run_doctor(args);
+  if (command == "top") return nodeperf::top::run_top(args);
   if (command == "version" || command == "--version") {
     if (wants_help(args)) {
       std::cout << "Usage: nodeperf version\n\nPrints the version and git revision of this build.\n";

@@ -7,10 +7,12 @@ packages=(
   # build
   build-essential cmake pkg-config
   libboost-dev libyaml-cpp-dev zlib1g-dev
+  # nodeperf top: the terminal UI, and the agent's JSON it reads
+  libncurses-dev nlohmann-json3-dev
   # eBPF: clang compiles bpf/*.bpf.c, bpftool makes skeletons, libbpf loads them
   clang llvm libbpf-dev bpftool
   # tests and benchmarks: Catch2, promtool and a real Prometheus, a peer exporter
-  catch2 python3 curl procps
+  catch2 python3 curl procps tmux
   prometheus prometheus-node-exporter
   # eBPF tests and benchmarks: peers and load generators
   libbpf-tools bpftrace fio stress-ng linux-perf iproute2 util-linux mount e2fsprogs
