@@ -28,10 +28,14 @@ constexpr MetricInfo kMetrics[] = {
      "bpf: block_rq_insert, block_rq_issue", "Disk IO queue time p50, p95 and p99 over the sliding window."},
     {"nodeperf_disk_io_size_bytes", MetricType::histogram, "device,op", "bpf: block_rq_complete",
      "Bytes completed per request."},
+    {"nodeperf_cgroup_disk_io_latency_window_seconds", MetricType::summary, "cgroup",
+     "bpf: block_rq_issue, block_rq_complete",
+     "Disk IO latency over the window, per v2 cgroup of the submitter, all disks and ops together."},
 };
 constexpr LatencyFamilies kLatency{kMetrics[0], kMetrics[1]};
 constexpr LatencyFamilies kQueue{kMetrics[2], kMetrics[3]};
 constexpr const MetricInfo& kSize = kMetrics[4];
+constexpr const MetricInfo& kCgroupLatency = kMetrics[5];
 
 constexpr std::string_view kProbe = "blockio";
 constexpr std::string_view kOps[NP_OP_COUNT] = {"read", "write", "flush", "discard", "other"};
@@ -53,7 +57,8 @@ class BlockioCollector final : public Collector {
   explicit BlockioCollector(const Config& config)
       : layout_(config.histogram_schema),
         window_ticks_(window_ticks(config.histogram_window, config.tick)),
-        diskstats_(host_path(config.host_root, "proc/diskstats")) {
+        diskstats_(host_path(config.host_root, "proc/diskstats")),
+        by_cgroup_(layout_, window_ticks_, config.host_root) {
     probe_.start([this] { load(); });
   }
 
@@ -62,7 +67,10 @@ class BlockioCollector final : public Collector {
     drain_.drain(bpf_map__fd(probe_.skel->maps.block_hist), [&](const np_block_key& k, uint64_t n, uint64_t sum) {
       Series& s = series(k.dev, k.op < NP_OP_COUNT ? k.op : static_cast<uint8_t>(NP_OP_OTHER));
       switch (k.kind) {
-        case NP_BLOCK_LATENCY: s.latency.add(k.bucket, n, sum); break;
+        case NP_BLOCK_LATENCY:
+          s.latency.add(k.bucket, n, sum);
+          by_cgroup_.add(k.cgroup_id, k.bucket, n, sum);
+          break;
         case NP_BLOCK_QUEUE: s.queue.add(k.bucket, n, sum); break;
         case NP_BLOCK_SIZE:
           s.size.counts[std::min<size_t>(k.bucket, NP_SIZE_BUCKETS - 1)] += n;
@@ -80,6 +88,7 @@ class BlockioCollector final : public Collector {
       emit_latency(out, kQueue, labels, s.queue, layout_);
       emit_size(out, labels, s.size);
     }
+    by_cgroup_.emit(out, kCgroupLatency);
     drain_.prune_idle(bpf_map__fd(probe_.skel->maps.block_hist), window_ticks_);
     probe_.attached->emit_stats(out);
     emit_map_drops(out, kProbe, bpf_map__fd(probe_.skel->maps.block_drops), {"block_hist", "requests"});
@@ -150,6 +159,7 @@ class BlockioCollector final : public Collector {
   ProcFile diskstats_;
   std::unordered_map<uint32_t, std::string> names_;
   std::map<std::pair<uint32_t, uint8_t>, Series> series_;  // ordered: stable exposition
+  CgroupWindows by_cgroup_;
   HistogramDrain<np_block_key> drain_;
   Probe<blockio_bpf> probe_{blockio_bpf__destroy};
 };

@@ -165,4 +165,24 @@ void emit_map_drops(SampleSink& out, std::string_view probe, int drops_fd,
   }
 }
 
+void CgroupWindows::add(uint64_t cgroup_id, uint32_t bucket, uint64_t count, uint64_t sum_ns) {
+  auto it = by_id_.find(cgroup_id);
+  if (it == by_id_.end()) it = by_id_.emplace(cgroup_id, LatencyHistogram(*layout_, window_ticks_)).first;
+  it->second.add(bucket, count, sum_ns);
+}
+
+void CgroupWindows::emit(SampleSink& out, const MetricInfo& summary) {
+  for (auto it = by_id_.begin(); it != by_id_.end();) {
+    it->second.end_tick();
+    if (it->second.idle_for_window() && !paths_.alive(it->first)) {
+      it = by_id_.erase(it);
+      continue;
+    }
+    const std::string& path = paths_.path(it->first);
+    Label labels[] = {{"cgroup", path}};
+    if (!path.empty()) emit_window_summary(out, summary, labels, it->second);
+    ++it;
+  }
+}
+
 }  // namespace nodeperf

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "agent/cgroup_paths.h"
 #include "agent/histogram.h"
 #include "agent/snapshot.h"
 
@@ -127,6 +128,25 @@ void emit_map_drops(SampleSink& out, std::string_view probe, int drops_fd,
 // over CPUs and reports what grew since the last drain. The agent keeps the
 // cumulative counts, so keys idle for long can leave the map (bounding it
 // as cgroups come and go) without losing what they had counted.
+// A latency summary per v2 cgroup, labelled with the cgroup's path: what the
+// probes keep per cgroup id. A cgroup's series last as long as the cgroup:
+// once its directory is gone and its window has emptied, they go too.
+class CgroupWindows {
+ public:
+  CgroupWindows(const BucketLayout& layout, size_t window_ticks, const std::string& host_root)
+      : layout_(&layout), window_ticks_(window_ticks), paths_(host_root) {}
+
+  void add(uint64_t cgroup_id, uint32_t bucket, uint64_t count, uint64_t sum_ns);
+  // Closes the tick and emits `summary`{cgroup} for every cgroup still known.
+  void emit(SampleSink& out, const MetricInfo& summary);
+
+ private:
+  const BucketLayout* layout_;
+  size_t window_ticks_;
+  std::unordered_map<uint64_t, LatencyHistogram> by_id_;
+  CgroupPaths paths_;
+};
+
 template <typename Key>
 class HistogramDrain {
  public:

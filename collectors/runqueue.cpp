@@ -1,8 +1,5 @@
 #include "collectors/runqueue.h"
 
-#include <unordered_map>
-
-#include "agent/cgroup_paths.h"
 #include "agent/config.h"
 #include "agent/histogram.h"
 #include "agent/log.h"
@@ -32,7 +29,7 @@ class RunqueueCollector final : public Collector {
       : layout_(config.histogram_schema),
         window_ticks_(window_ticks(config.histogram_window, config.tick)),
         node_(layout_, window_ticks_),
-        paths_(config.host_root) {
+        by_cgroup_(layout_, window_ticks_, config.host_root) {
     probe_.start([this] { load(); });
   }
 
@@ -40,22 +37,11 @@ class RunqueueCollector final : public Collector {
     if (!probe_.running()) return Status::failed(probe_.error);
     drain_.drain(bpf_map__fd(probe_.skel->maps.runq_hist), [&](const np_runq_key& k, uint64_t n, uint64_t sum) {
       node_.add(k.bucket, n, sum);
-      cgroup(k.cgroup_id).add(k.bucket, n, sum);
+      by_cgroup_.add(k.cgroup_id, k.bucket, n, sum);
     });
     node_.end_tick();
     emit_latency(out, kNodeFamilies, {}, node_, layout_);
-    for (auto it = by_cgroup_.begin(); it != by_cgroup_.end();) {
-      it->second.end_tick();
-      // A cgroup's series last as long as the cgroup: gone, they go too.
-      if (it->second.idle_for_window() && !paths_.alive(it->first)) {
-        it = by_cgroup_.erase(it);
-        continue;
-      }
-      const std::string& path = paths_.path(it->first);
-      Label labels[] = {{"cgroup", path}};
-      if (!path.empty()) emit_window_summary(out, kMetrics[2], labels, it->second);
-      ++it;
-    }
+    by_cgroup_.emit(out, kMetrics[2]);
     drain_.prune_idle(bpf_map__fd(probe_.skel->maps.runq_hist), window_ticks_);
     probe_.attached->emit_stats(out);
     emit_map_drops(out, kProbe, bpf_map__fd(probe_.skel->maps.runq_drops), {"runq_hist"});
@@ -79,17 +65,10 @@ class RunqueueCollector final : public Collector {
     log_info("runqueue: attached " + probe_.attached->names());
   }
 
-  LatencyHistogram& cgroup(uint64_t id) {
-    auto it = by_cgroup_.find(id);
-    if (it == by_cgroup_.end()) it = by_cgroup_.emplace(id, LatencyHistogram(layout_, window_ticks_)).first;
-    return it->second;
-  }
-
   BucketLayout layout_;
   size_t window_ticks_;
   LatencyHistogram node_;
-  std::unordered_map<uint64_t, LatencyHistogram> by_cgroup_;
-  CgroupPaths paths_;
+  CgroupWindows by_cgroup_;
   HistogramDrain<np_runq_key> drain_;
   Probe<runqlat_bpf> probe_{runqlat_bpf__destroy};
 };

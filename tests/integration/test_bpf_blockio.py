@@ -171,6 +171,38 @@ def foreign_block_programs(agent):
             if l.get("tp_name", "").startswith("block_rq_") and l["id"] not in mine]
 
 
+CGROUP_READS = 50
+
+
+def check_cgroup(c, agent, disk):
+    """Per-cgroup attribution: dd, born into a cgroup of the test's own,
+    reads CGROUP_READS blocks with O_DIRECT; the cgroup's window count is
+    exactly that. (dd runs once outside first, so its binary and libraries
+    come from the page cache, not from a disk read counted in the cgroup.)"""
+    root = bpfutil.cgroup2_root()
+    if not root:
+        print("NOTE: no cgroup v2 hierarchy mounted: the per-cgroup check is skipped")
+        return
+    dd = ["dd", f"if={disk.path}", "of=/dev/null", f"bs={BLOCK}", f"count={CGROUP_READS}", "iflag=direct", "status=none"]
+    subprocess.run(dd, check=True, timeout=30)
+    group = bpfutil.Cgroup(root, f"nodeperf-test-{os.getpid()}-io")
+    try:
+        def enter_group():
+            with open(f"{group.path}/cgroup.procs", "w") as f:
+                f.write("0")
+        subprocess.run(dd, check=True, timeout=30, preexec_fn=enter_group)
+        parsed, _ = bpfutil.wait_snapshots(agent, 2)
+        name = "nodeperf_cgroup_disk_io_latency_window_seconds"
+        got = next(iter(series(parsed, name + "_count", cgroup=group.label).values()), 0)
+        p99 = next(iter(series(parsed, name, cgroup=group.label, quantile="0.99").values()), None)
+        print(f"cgroup {group.label}: {got:.0f} requests in the window (dd read {CGROUP_READS}), p99 "
+              f"{p99 * 1e6 if p99 else float('nan'):.1f} us")
+        c.check(got == CGROUP_READS, f"cgroup {group.label}: {got} requests counted, dd read {CGROUP_READS}")
+        c.check(p99 is not None and p99 > 0, f"cgroup {group.label}: no p99 ({p99})")
+    finally:
+        group.close()
+
+
 def main():
     require_root()
     require_tool("losetup")
@@ -407,6 +439,8 @@ def main():
                 c.check(got is not None and got <= user * (1 + bound + MARGIN),
                         f"{op} p{q}: agent {got} s above the syscall time {user} s")
                 print(f"{op} p{round(q * 100)}: syscall (user-space timing) {user * 1e6:.1f} us")
+
+        check_cgroup(c, agent, a)
         print(f"runtime {time.monotonic() - started:.1f} s")
     finally:
         if tracer:
