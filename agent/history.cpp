@@ -43,7 +43,14 @@ size_t history_capacity(std::chrono::milliseconds history, std::chrono::millisec
 
 void History::set_capacity(size_t capacity) {
   capacity_ = capacity;
-  while (entries_.size() > capacity_) entries_.pop_front();
+  trim();
+}
+
+void History::trim() {
+  while (entries_.size() > capacity_ || (bytes_ > max_bytes_ && entries_.size() > 1)) {
+    bytes_ -= entries_.front().values.size() * sizeof(double);
+    entries_.pop_front();
+  }
 }
 
 void History::add(const Snapshot& snapshot) {
@@ -58,8 +65,9 @@ void History::add(const Snapshot& snapshot) {
   } else {
     entry.layout = std::make_shared<const SeriesLayout>(snapshot);
   }
+  bytes_ += entry.values.size() * sizeof(double);
   entries_.push_back(std::move(entry));
-  while (entries_.size() > capacity_) entries_.pop_front();
+  trim();
 }
 
 const HistoryEntry& History::at_or_before(double unix_time) const {

@@ -2,7 +2,9 @@
 // through them): a bounded ring of the last `history` of ticks. An entry
 // holds the time and the values only; the list of series (names, help,
 // labels) is one shared SeriesLayout for as long as it does not change, so
-// an entry costs 8 bytes per series plus a small constant.
+// an entry costs 8 bytes per series plus a small constant. The values are
+// also capped in bytes, so a node with many series keeps a shorter history
+// rather than a larger agent.
 #pragma once
 
 #include <chrono>
@@ -50,9 +52,13 @@ double unix_seconds(std::chrono::system_clock::time_point t);
 // Entries kept for `history` at one per `tick`: history / tick, at least 1.
 size_t history_capacity(std::chrono::milliseconds history, std::chrono::milliseconds tick);
 
+// The cap on the history's values: 32 MiB is 10 minutes at 1 s of 7,000
+// series, or about 2 minutes of 30,000 (1,000 containers).
+constexpr size_t kHistoryMaxBytes = 32 << 20;
+
 class History {
  public:
-  explicit History(size_t capacity) : capacity_(capacity) {}
+  explicit History(size_t capacity, size_t max_bytes = kHistoryMaxBytes) : capacity_(capacity), max_bytes_(max_bytes) {}
 
   void set_capacity(size_t capacity);  // drops the oldest entries past it
   void add(const Snapshot& snapshot);  // drops the oldest entry when full
@@ -66,7 +72,11 @@ class History {
   const HistoryEntry& at_or_before(double unix_time) const;
 
  private:
+  void trim();  // drops the oldest entries past the capacity or the byte cap (never the newest)
+
   size_t capacity_;
+  size_t max_bytes_;
+  size_t bytes_ = 0;                  // of the entries' values
   std::deque<HistoryEntry> entries_;  // oldest first
 };
 

@@ -162,6 +162,19 @@ TEST_CASE("The history ring keeps the newest entries and drops the oldest") {
   CHECK(unix_seconds(history.oldest().time) == 105);
 }
 
+TEST_CASE("The history ring keeps its values under the byte cap, and always the newest") {
+  History history(100, 3 * sizeof(double));  // room for three one-series entries
+  for (int i = 0; i < 5; ++i) history.add(snapshot(100 + i, i));
+  REQUIRE(history.size() == 3);
+  CHECK(unix_seconds(history.oldest().time) == 102);
+
+  History tiny(100, 1);  // smaller than one entry: the newest stays
+  tiny.add(snapshot(100, 0));
+  tiny.add(snapshot(101, 1));
+  REQUIRE(tiny.size() == 1);
+  CHECK(unix_seconds(tiny.newest().time) == 101);
+}
+
 TEST_CASE("Consecutive entries with the same series share one layout") {
   History history(10);
   history.add(snapshot(100, 1, "/a"));
