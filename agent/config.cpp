@@ -238,6 +238,22 @@ std::vector<Option> make_options() {
                "Regular expression of network interfaces to leave out (none by default).",
                [](Config& c, std::string_view v) { return parse_regex(v, c.netdev_device_exclude); },
                [](const Config& c) { return c.netdev_device_exclude; }});
+  o.push_back({"collector.cgroups.include", "collector.cgroups.include", false,
+               "Regular expression a cgroup's path must contain to be exported (every cgroup by default).",
+               [](Config& c, std::string_view v) { return parse_regex(v, c.cgroups_include); },
+               [](const Config& c) { return c.cgroups_include; }});
+  o.push_back({"collector.cgroups.exclude", "collector.cgroups.exclude", false,
+               "Regular expression of cgroup paths to leave out (none by default).",
+               [](Config& c, std::string_view v) { return parse_regex(v, c.cgroups_exclude); },
+               [](const Config& c) { return c.cgroups_exclude; }});
+  o.push_back({"collector.cgroups.max_depth", "collector.cgroups.max-depth", false,
+               "Deepest cgroup level read, the root being 0; 4 reaches every Kubernetes container cgroup.",
+               [](Config& c, std::string_view v) { return parse_uint(v, 0, 32, c.cgroups_max_depth); },
+               [](const Config& c) { return std::to_string(c.cgroups_max_depth); }});
+  o.push_back({"collector.cgroups.max", "collector.cgroups.max", false,
+               "Most cgroups exported; the rest are counted in nodeperf_cgroups_untracked.",
+               [](Config& c, std::string_view v) { return parse_uint(v, 1, 1'000'000, c.cgroups_max); },
+               [](const Config& c) { return std::to_string(c.cgroups_max); }});
   return o;
 }
 

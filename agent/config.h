@@ -28,6 +28,9 @@ struct Config {
   std::map<std::string, bool, std::less<>> collectors;  // every collector by name: enabled?
   std::string diskstats_device_exclude;
   std::string netdev_device_exclude;
+  std::string cgroups_include, cgroups_exclude;  // regexes over the cgroup path; empty = no filter
+  unsigned cgroups_max_depth = 4;
+  unsigned cgroups_max = 2000;
   LogLevel log_level = LogLevel::info;
   int histogram_schema = 3;
   std::chrono::milliseconds histogram_window{60'000};

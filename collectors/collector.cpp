@@ -1,6 +1,7 @@
 #include "collectors/collector.h"
 
 #include "collectors/blockio.h"
+#include "collectors/cgroups.h"
 #include "collectors/cpu.h"
 #include "collectors/diskstats.h"
 #include "collectors/loadavg.h"
@@ -18,6 +19,7 @@ namespace nodeperf {
 std::span<const CollectorFactory> collector_factories() {
   static const CollectorFactory factories[] = {
       kBlockioCollector,
+      kCgroupsCollector,
       kCpuCollector,
       kDiskstatsCollector,
       kLoadavgCollector,
