@@ -9,6 +9,7 @@
 #include <csignal>
 #include <optional>
 
+#include "agent/kubelet.h"
 #include "collectors/bpf_probe.h"
 #include "exporters/exposition.h"
 #include "exporters/json.h"
@@ -113,6 +114,7 @@ Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flag
   }
   set_log_level(config_.log_level);
   build_collectors(false);
+  if (!config_.kubelet_url.empty()) kubelet_ = std::make_unique<KubeletPods>(config_);
   server_.route("/metrics", [this](const HttpRequest& r) { return serve_metrics(r); });
   server_.route("/healthz", [this](const HttpRequest&) {
     // Alive while ticks keep happening; a stuck loop fails liveness.
@@ -209,12 +211,21 @@ void Agent::reload() {
   }
   bool tick_changed = next.tick != config_.tick;
   bool keep = same_collector_settings(config_, next);
+  bool kubelet_changed = next.kubelet_url != config_.kubelet_url || next.kubelet_ca_file != config_.kubelet_ca_file ||
+                         next.kubelet_token_file != config_.kubelet_token_file ||
+                         next.kubelet_insecure_skip_verify != config_.kubelet_insecure_skip_verify ||
+                         next.kubelet_timeout != config_.kubelet_timeout ||
+                         next.kubelet_refresh_interval != config_.kubelet_refresh_interval;
   if (!keep) log_info("collector settings changed: every collector restarts (histograms start again)");
   config_ = std::move(next);
   set_log_level(config_.log_level);
   server_.set_limits(limits_of(config_));
   history_.set_capacity(history_capacity(config_.history, config_.tick));
   build_collectors(keep);
+  if (kubelet_changed) {
+    kubelet_.reset();  // stops its thread at once, even mid-request
+    if (!config_.kubelet_url.empty()) kubelet_ = std::make_unique<KubeletPods>(config_);
+  }
   if (tick_changed) {  // take the new interval from now on
     next_tick_ = Clock::now() + config_.tick;
     timer_.expires_at(next_tick_);
@@ -285,6 +296,7 @@ void Agent::add_self_metrics(SampleSink& sink, size_t collected_series) {
   sink.add(table[m::http_connections_open], static_cast<double>(http.connections_open));
   sink.add(table[m::http_connections_evicted], static_cast<double>(http.connections_evicted));
   sink.add(table[m::snapshot_series], static_cast<double>(collected_series));
+  if (kubelet_) kubelet_->emit_metrics(sink);
 }
 
 HttpResponse Agent::serve_metrics(const HttpRequest& request) {

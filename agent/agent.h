@@ -21,6 +21,8 @@
 
 namespace nodeperf {
 
+class KubeletPods;
+
 class Agent {
  public:
   // Binds the listen address; throws std::runtime_error if it cannot.
@@ -70,6 +72,7 @@ class Agent {
   std::vector<CollectorState> collectors_;
   std::map<std::string, uint64_t, std::less<>> collector_errors_;  // kept across reloads
   std::shared_ptr<const Snapshot> snapshot_;
+  std::unique_ptr<KubeletPods> kubelet_;  // names from the kubelet, when kubelet.url is set
   History history_;  // snapshot_'s values and the ones before, for the JSON API
   std::string hostname_;
   std::chrono::steady_clock::time_point next_tick_;

@@ -223,6 +223,49 @@ std::vector<Option> make_options() {
                  return parse_duration(v, std::chrono::seconds(1), std::chrono::hours(1), c.histogram_window);
                },
                [](const Config& c) { return format_duration(c.histogram_window); }});
+  o.push_back({"kubelet.url", "kubelet.url", false,
+               "The kubelet's pods API, for namespace, pod and container names; empty turns it off. "
+               "${NODE_NAME} is replaced from the environment: https://${NODE_NAME}:10250/pods in a DaemonSet.",
+               [](Config& c, std::string_view v) -> std::string {
+                 if (!v.empty() && (!v.starts_with("https://") || v.size() == 8)) {
+                   return "must be an https:// URL such as https://${NODE_NAME}:10250/pods, got '" + std::string(v) + "'";
+                 }
+                 c.kubelet_url = std::string(v);
+                 return {};
+               },
+               [](const Config& c) { return c.kubelet_url; }});
+  o.push_back({"kubelet.ca_file", "kubelet.ca-file", false,
+               "CA bundle that signed the kubelet's serving certificate (read on each refresh); empty uses the "
+               "system's trust store.",
+               [](Config& c, std::string_view v) -> std::string {
+                 c.kubelet_ca_file = std::string(v);
+                 return {};
+               },
+               [](const Config& c) { return c.kubelet_ca_file; }});
+  o.push_back({"kubelet.token_file", "kubelet.token-file", false,
+               "Bearer token sent to the kubelet, read again on each refresh (projected tokens rotate); "
+               "empty sends none.",
+               [](Config& c, std::string_view v) -> std::string {
+                 c.kubelet_token_file = std::string(v);
+                 return {};
+               },
+               [](const Config& c) { return c.kubelet_token_file; }});
+  o.push_back({"kubelet.insecure_skip_verify", "kubelet.insecure-skip-verify", true,
+               "Do not check the kubelet's certificate (self-signed serving certificates); logs a warning.",
+               [](Config& c, std::string_view v) { return parse_bool(v, c.kubelet_insecure_skip_verify); },
+               [](const Config& c) { return std::string(c.kubelet_insecure_skip_verify ? "true" : "false"); }});
+  o.push_back({"kubelet.timeout", "kubelet.timeout", false,
+               "Deadline of one request to the kubelet, from connect to the last byte.",
+               [](Config& c, std::string_view v) {
+                 return parse_duration(v, std::chrono::milliseconds(100), std::chrono::minutes(1), c.kubelet_timeout);
+               },
+               [](const Config& c) { return format_duration(c.kubelet_timeout); }});
+  o.push_back({"kubelet.refresh_interval", "kubelet.refresh-interval", false,
+               "How often the pod list is fetched again; an unknown pod UID fetches it sooner (at most every 10s).",
+               [](Config& c, std::string_view v) {
+                 return parse_duration(v, std::chrono::seconds(10), std::chrono::hours(1), c.kubelet_refresh_interval);
+               },
+               [](const Config& c) { return format_duration(c.kubelet_refresh_interval); }});
   for (const CollectorFactory& f : collector_factories()) {
     std::string name(f.name);
     o.push_back({"collector." + name + ".enabled", "collector." + name, true,

@@ -34,6 +34,13 @@ struct Config {
   LogLevel log_level = LogLevel::info;
   int histogram_schema = 3;
   std::chrono::milliseconds histogram_window{60'000};
+  // Names from the kubelet's pods API (agent/kubelet.h); an empty URL turns it off.
+  std::string kubelet_url;
+  std::string kubelet_ca_file;
+  std::string kubelet_token_file = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+  bool kubelet_insecure_skip_verify = false;
+  std::chrono::milliseconds kubelet_timeout{5000};
+  std::chrono::milliseconds kubelet_refresh_interval{300'000};
 
   Config();  // the built-in defaults
   bool enabled(std::string_view collector) const;

@@ -1,5 +1,6 @@
 #include "agent/metric_table.h"
 
+#include "agent/kubelet.h"
 #include "collectors/collector.h"
 
 namespace nodeperf {
@@ -67,6 +68,7 @@ std::span<const MetricInfo> agent_metrics() { return kAgentMetrics; }
 std::vector<const MetricInfo*> all_metrics() {
   std::vector<const MetricInfo*> out;
   for (const MetricInfo& m : agent_metrics()) out.push_back(&m);
+  for (const MetricInfo& m : kubelet_metrics()) out.push_back(&m);
   for (const CollectorFactory& f : collector_factories()) {
     for (const MetricInfo& m : f.metrics) out.push_back(&m);
   }
