@@ -187,6 +187,17 @@ class Checks:
             print(f"FAIL: {what}")
         return ok
 
+    def run(self, *tests):
+        """Runs each test function; an unexpected error is a failed check,
+        not a crash, and the next test still runs."""
+        start = time.monotonic()
+        for test in tests:
+            try:
+                test()
+            except Exception as e:
+                self.check(False, f"{test.__name__}: {type(e).__name__}: {e}")
+        print(f"info: ran in {time.monotonic() - start:.1f}s")
+
     def done(self):
         print(f"{self.passed} passed, {self.failed} failed")
         sys.exit(1 if self.failed else 0)

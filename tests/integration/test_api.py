@@ -176,13 +176,7 @@ def test_no_history():
 
 
 def main():
-    start = time.monotonic()
-    for test in (test_same_as_metrics, test_history, test_no_history):
-        try:
-            test()
-        except Exception as e:  # an unexpected error is a failed check, not a crash
-            check(False, f"{test.__name__}: {type(e).__name__}: {e}")
-    print(f"info: ran in {time.monotonic() - start:.1f}s")
+    checks.run(test_same_as_metrics, test_history, test_no_history)
     checks.done()
 
 

@@ -315,14 +315,8 @@ def test_running_config():
 
 
 def main():
-    start = time.monotonic()
-    for test in (test_bad_files, test_bad_flags, test_config_check, test_commands, test_running_config):
-        try:
-            test()
-        except Exception as e:  # an unexpected error is a failed check, not a crash
-            check(False, f"{test.__name__}: {type(e).__name__}: {e}")
+    checks.run(test_bad_files, test_bad_flags, test_config_check, test_commands, test_running_config)
     shutil.rmtree(TMP, ignore_errors=True)
-    print(f"info: ran in {time.monotonic() - start:.1f}s")
     checks.done()
 
 

@@ -476,13 +476,7 @@ def test_request_limit_flag():
 
 
 def main():
-    start = time.monotonic()
-    for test in (test_protocol, test_request_limit_flag, test_robustness):
-        try:
-            test()
-        except Exception as e:  # an unexpected error is a failed check, not a crash
-            check(False, f"{test.__name__}: {type(e).__name__}: {e}")
-    print(f"info: ran in {time.monotonic() - start:.1f}s")
+    checks.run(test_protocol, test_request_limit_flag, test_robustness)
     checks.done()
 
 

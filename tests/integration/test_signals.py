@@ -286,14 +286,8 @@ def test_reload():
 
 
 def main():
-    start = time.monotonic()
-    for test in (test_stop, test_reload):
-        try:
-            test()
-        except Exception as e:  # an unexpected error is a failed check, not a crash
-            check(False, f"{test.__name__}: {type(e).__name__}: {e}")
+    checks.run(test_stop, test_reload)
     shutil.rmtree(TMP, ignore_errors=True)
-    print(f"info: ran in {time.monotonic() - start:.1f}s")
     checks.done()
 
 
