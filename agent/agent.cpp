@@ -56,12 +56,11 @@ constexpr std::string_view kIndexPage =
 bool same_collector_settings(const Config& a, const Config& b) {
   return a.host_root == b.host_root && a.tick == b.tick && a.histogram_schema == b.histogram_schema &&
          a.histogram_window == b.histogram_window && a.diskstats_device_exclude == b.diskstats_device_exclude &&
-         a.netdev_device_exclude == b.netdev_device_exclude;
+         a.netdev_device_exclude == b.netdev_device_exclude && a.cgroups_include == b.cgroups_include &&
+         a.cgroups_exclude == b.cgroups_exclude && a.cgroups_max_depth == b.cgroups_max_depth &&
+         a.cgroups_max == b.cgroups_max;
 }
 
-// The query string of a request. HttpRequest::target has it cut off, but
-// the server passes the whole beast request as `headers`, and its target
-// still has it.
 // The value of the first `name` parameter of a query string ("" for a bare
 // name); no percent-decoding, as the API's parameters are plain numbers.
 std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
@@ -115,6 +114,7 @@ Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flag
   set_log_level(config_.log_level);
   build_collectors(false);
   if (!config_.kubelet_url.empty()) kubelet_ = std::make_unique<KubeletPods>(config_);
+  share_kubelet();
   server_.route("/metrics", [this](const HttpRequest& r) { return serve_metrics(r); });
   server_.route("/healthz", [this](const HttpRequest&) {
     // Alive while ticks keep happening; a stuck loop fails liveness.
@@ -153,6 +153,10 @@ void Agent::build_collectors(bool keep_running) {
   }
   collectors_ = std::move(next);
   release_kernel_btf();
+}
+
+void Agent::share_kubelet() {
+  for (CollectorState& c : collectors_) c.collector->use_kubelet(kubelet_.get());
 }
 
 int Agent::run() {
@@ -221,11 +225,13 @@ void Agent::reload() {
   set_log_level(config_.log_level);
   server_.set_limits(limits_of(config_));
   history_.set_capacity(history_capacity(config_.history, config_.tick));
-  build_collectors(keep);
   if (kubelet_changed) {
+    for (CollectorState& c : collectors_) c.collector->use_kubelet(nullptr);
     kubelet_.reset();  // stops its thread at once, even mid-request
     if (!config_.kubelet_url.empty()) kubelet_ = std::make_unique<KubeletPods>(config_);
   }
+  build_collectors(keep);
+  share_kubelet();
   if (tick_changed) {  // take the new interval from now on
     next_tick_ = Clock::now() + config_.tick;
     timer_.expires_at(next_tick_);

@@ -49,6 +49,7 @@ class Agent {
   };
 
   void build_collectors(bool keep_running);
+  void share_kubelet();  // tells every collector the current kubelet client
   void tick();
   void schedule_tick();
   void on_signal(int signal);

@@ -15,6 +15,7 @@
 
 #include "agent/config.h"
 #include "agent/k8s_paths.h"
+#include "agent/kubelet.h"
 #include "collectors/cgroup_tree.h"
 #include "collectors/parse.h"
 #include "collectors/pressure.h"
@@ -207,7 +208,9 @@ struct Entry {
   uint32_t present = 0;  // bit per hierarchy
   bool selected = false;  // passes include/exclude
   bool tracked = false;
-  std::string labels;  // rendered once: cgroup="...",pod_uid="..."
+  std::optional<KubernetesRef> k8s;  // from the path
+  bool named = false;                // has the kubelet's names in `labels`
+  std::string labels;  // rendered once: cgroup="...",pod_uid="..."[,namespace=...,pod=...,container=...]
 };
 
 class CgroupsCollector final : public Collector {
@@ -230,6 +233,7 @@ class CgroupsCollector final : public Collector {
   Status collect(SampleSink& out) override {
     if (hierarchies_.empty()) return Status::failed(host_path(host_root_, "sys/fs/cgroup") + ": no cgroup hierarchy found");
     refresh();
+    if (kubelet_) name_entries();
     Problems problems;
     std::vector<CgroupStats> stats(order_.size());
     for (size_t i = 0; i < order_.size(); ++i) read(order_[i]->first, order_[i]->second.present, stats[i], problems);
@@ -289,18 +293,50 @@ class CgroupsCollector final : public Collector {
     }
   }
 
+  void use_kubelet(KubeletPods* kubelet) override {
+    kubelet_ = kubelet;
+    for (auto& [path, e] : entries_) {
+      if (e.named) render(path, e, nullptr);  // names from a kubelet no longer asked
+    }
+  }
+
   Entry make_entry(const std::string& path) {
     Entry e;
     e.selected = (!include_ || std::regex_search(path, *include_)) && !(exclude_ && std::regex_search(path, *exclude_));
-    std::vector<Label> labels = {{"cgroup", path}};
-    std::optional<KubernetesRef> k8s = parse_kubernetes_cgroup(path);
-    if (k8s) {
-      labels.push_back({"pod_uid", k8s->pod_uid});
-      if (!k8s->container_id.empty()) labels.push_back({"container_id", k8s->container_id});
-      labels.push_back({"qos", k8s->qos});
-    }
-    append_labels(e.labels, labels);
+    e.k8s = parse_kubernetes_cgroup(path);
+    render(path, e, nullptr);
     return e;
+  }
+
+  // The kubelet's names join a Kubernetes cgroup's labels once they are all
+  // known (the pod's, and the container's for a container cgroup), so its
+  // series change label set at most once: they never carry partial names.
+  void name_entries() {
+    for (auto* kv : order_) {
+      Entry& e = kv->second;
+      if (!e.k8s || e.named) continue;
+      const PodNames* names = kubelet_->find(e.k8s->pod_uid);
+      if (!names) continue;
+      if (!e.k8s->container_id.empty() && !names->containers.contains(e.k8s->container_id)) continue;
+      render(kv->first, e, names);
+    }
+  }
+
+  static void render(const std::string& path, Entry& e, const PodNames* names) {
+    std::vector<Label> labels = {{"cgroup", path}};
+    if (e.k8s) {
+      labels.push_back({"pod_uid", e.k8s->pod_uid});
+      if (!e.k8s->container_id.empty()) labels.push_back({"container_id", e.k8s->container_id});
+      labels.push_back({"qos", e.k8s->qos});
+      if (names) {
+        labels.push_back({"namespace", names->namespace_name});
+        labels.push_back({"pod", names->pod});
+        if (!e.k8s->container_id.empty()) labels.push_back({"container", names->containers.find(e.k8s->container_id)->second});
+      }
+    }
+    e.labels.clear();
+    append_labels(e.labels, labels);
+    e.named = names != nullptr;
   }
 
   std::string dir(Source s, const std::string& path) const {
@@ -436,6 +472,7 @@ class CgroupsCollector final : public Collector {
     out.add(kMetrics[untracked_metric], static_cast<double>(untracked_));
   }
 
+  KubeletPods* kubelet_ = nullptr;
   size_t max_;
   std::string host_root_;
   double user_hz_;

@@ -14,6 +14,7 @@
 namespace nodeperf {
 
 struct Config;
+class KubeletPods;
 
 // The outcome of one collection. "partial": some lines or files were bad and
 // skipped, the rest was emitted. "failed": nothing could be read.
@@ -31,6 +32,9 @@ class Collector {
  public:
   virtual ~Collector() = default;
   virtual Status collect(SampleSink& out) = 0;
+  // The agent's kubelet client (names for pod UIDs), or null when there is
+  // none; the agent calls this again, with null first, before it replaces it.
+  virtual void use_kubelet(KubeletPods*) {}
 };
 
 struct CollectorFactory {

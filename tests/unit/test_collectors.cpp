@@ -380,10 +380,12 @@ TEST_CASE("every emitted sample has exactly its MetricInfo's label keys", "[coll
       for (const Sample& s : family.samples) {
         INFO("labels {" << s.labels << "}");
         std::vector<std::string> keys = label_keys(s.labels);
-        // Kubernetes cgroups also carry pod_uid, container_id and qos
-        // (docs/metrics.md, "cgroups"); other cgroups do not.
+        // Kubernetes cgroups also carry pod_uid, container_id and qos, and
+        // the kubelet's names (docs/metrics.md, "cgroups"); others do not.
         if (f.name == "cgroups") {
-          std::erase_if(keys, [](const std::string& k) { return k == "pod_uid" || k == "container_id" || k == "qos"; });
+          std::erase_if(keys, [](const std::string& k) {
+            return k == "pod_uid" || k == "container_id" || k == "qos" || k == "namespace" || k == "pod" || k == "container";
+          });
         }
         CHECK(keys == expected);
         CHECK(label_sets.insert(s.labels).second);  // no duplicate series
