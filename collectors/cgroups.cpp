@@ -83,6 +83,9 @@ constexpr MetricInfo kMetrics[] = {
      "Cgroups whose figures are exported (at most --collector.cgroups.max)."},
     {"nodeperf_cgroups_untracked", MetricType::gauge, "", "cgroupfs",
      "Cgroups selected by the filters but left out because of --collector.cgroups.max."},
+    {"nodeperf_cgroup_info", MetricType::gauge, kLabels, "cgroup path, kubelet",
+     "1 per tracked cgroup, with its Kubernetes labels: join per-cgroup series that carry only `cgroup` (the eBPF "
+     "ones) on it with group_left."},
 };
 
 // Indexes into kMetrics; the per-cgroup scalars come first.
@@ -95,10 +98,11 @@ enum : size_t {
   io_first = kScalars,  // read bytes, written bytes, reads, writes
   tracked_metric = io_first + 4,
   untracked_metric,
+  info_metric,
   inactive_file = kScalars,  // a scratch slot after the scalars: working set = usage - inactive_file
   kSlots,
 };
-static_assert(untracked_metric + 1 == std::size(kMetrics));
+static_assert(info_metric + 1 == std::size(kMetrics));
 
 struct CgroupStats {
   std::array<std::optional<double>, kSlots> v;
@@ -468,6 +472,7 @@ class CgroupsCollector final : public Collector {
         }
       }
     }
+    for (const auto* kv : order_) out.add_rendered(kMetrics[info_metric], 1, kv->second.labels);
     out.add(kMetrics[tracked_metric], static_cast<double>(order_.size()));
     out.add(kMetrics[untracked_metric], static_cast<double>(untracked_));
   }

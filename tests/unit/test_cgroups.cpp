@@ -127,6 +127,10 @@ TEST_CASE("cgroups: pure v2, kubelet systemd driver (containerd, CRI-O)") {
   CHECK_THAT(pl, Contains("pod_uid=\"" + kUid + "\""));
   CHECK_THAT(pl, !Contains("container_id"));
   CHECK(labels_of(s, "nodeperf_cgroup_cpu_usage_seconds_total", "/system.slice") == "cgroup=\"/system.slice\"");
+  // One info series per tracked cgroup, with the same labels, for joins.
+  CHECK(s.find("nodeperf_cgroup_info")->samples.size() == 10);
+  CHECK(value(s, "nodeperf_cgroup_info", ctr) == 1);
+  CHECK(labels_of(s, "nodeperf_cgroup_info", ctr) == l);
   std::string crio = labels_of(s, "nodeperf_cgroup_memory_usage_bytes",
                                "/kubepods.slice/kubepods-besteffort.slice/"
                                "kubepods-besteffort-pod2f2e3d4c_0000_4000_8000_123456789abc.slice/crio-" +
