@@ -97,8 +97,8 @@ CpuUsage cpu_usage(const Snapshot& now, const Snapshot* before, const std::strin
   return u;
 }
 
-// The per-cgroup metrics top knows about. The procfs/cgroupfs ones come
-// with the cgroups collector; until then no series feed their columns.
+// The per-cgroup metrics top knows about: the cgroups collector's and the
+// eBPF probes' per-cgroup series, joined on the `cgroup` label.
 enum class Kind { percent_of_time, gauge, byte_rate, p99, per_second };
 struct CgroupMetric {
   const char* name;
