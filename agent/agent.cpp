@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/beast/http/message.hpp>
 #include <charconv>
 #include <cmath>
 #include <csignal>

@@ -1,10 +1,10 @@
 #include "exporters/json.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 
 #include "agent/history.h"
+#include "exporters/exposition.h"
 
 namespace nodeperf {
 namespace {
@@ -60,13 +60,12 @@ void append_json_string(std::string& out, std::string_view text) {
 }
 
 void append_json_number(std::string& out, double value) {
-  if (!std::isfinite(value)) {
+  // JSON has no NaN or infinities; finite values print as the exposition's.
+  if (std::isfinite(value)) {
+    append_value(out, value);
+  } else {
     out += "null";
-    return;
   }
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  out.append(buf, ec == std::errc() ? end : buf);
 }
 
 void append_json_labels(std::string& out, std::string_view rendered) {
