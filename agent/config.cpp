@@ -294,7 +294,7 @@ std::vector<Option> make_options() {
                [](Config& c, std::string_view v) { return parse_uint(v, 0, 32, c.cgroups_max_depth); },
                [](const Config& c) { return std::to_string(c.cgroups_max_depth); }});
   o.push_back({"collector.cgroups.max", "collector.cgroups.max", false,
-               "Most cgroups exported; the rest are counted in nodeperf_cgroups_untracked.",
+               "Most cgroups with series of their own; the rest are summed into cgroup=\"other\" series (docs/cgroups.md).",
                [](Config& c, std::string_view v) { return parse_uint(v, 1, 1'000'000, c.cgroups_max); },
                [](const Config& c) { return std::to_string(c.cgroups_max); }});
   return o;

@@ -1,4 +1,6 @@
 // nodeperf: the node performance agent and its tools.
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -47,6 +49,17 @@ int check_probes(const nodeperf::Config& config) {
   return failed ? 1 : 0;
 }
 
+// The cgroups collector keeps a directory descriptor per cgroup and
+// hierarchy (up to six each): a node with 2,000 cgroups needs far more than
+// the usual soft limit of 1,024. Raising the soft limit up to the hard one
+// needs no privilege; without it the collector opens files by full path.
+void raise_fd_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  limit.rlim_cur = limit.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &limit);
+}
+
 int run_agent(const std::vector<std::string>& args) {
   using namespace nodeperf;
   AgentArgs parsed;
@@ -70,6 +83,7 @@ int run_agent(const std::vector<std::string>& args) {
               << (parsed.config_file.empty() ? "" : " (" + parsed.config_file + ")") << "\n";
     return 0;
   }
+  raise_fd_limit();
   try {
     Agent agent(std::move(config), parsed.config_file, parsed.flags);
     return agent.run();

@@ -65,7 +65,7 @@ void CgroupHierarchy::rescan() {
 void CgroupHierarchy::add(const std::string& path, unsigned depth) {
   std::string dir = path == "/" ? root_ : root_ + path;
   if (depth > 0 && !exists(dir)) return;  // gone already: its IN_DELETE follows
-  if (paths_.emplace(path, depth).second) ++generation_;
+  if (paths_.emplace(path, CgroupDirEntry{depth, generation_ + 1}).second) ++generation_;
   if (depth >= max_depth_) return;  // children would be too deep: no watch, no listing
   if (inotify_ >= 0) {
     int wd = ::inotify_add_watch(inotify_, dir.c_str(), kWatchMask);
@@ -129,7 +129,7 @@ void CgroupHierarchy::refresh() {
       auto depth = paths_.find(parent->second);
       if (depth == paths_.end()) continue;  // the parent went in an earlier event
       std::string child = (parent->second == "/" ? "/" : parent->second + "/") + ev->name;
-      if (ev->mask & (IN_CREATE | IN_MOVED_TO)) add(child, depth->second + 1);
+      if (ev->mask & (IN_CREATE | IN_MOVED_TO)) add(child, depth->second.depth + 1);
       if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) remove(child);
     }
   }

@@ -27,6 +27,14 @@ struct CgroupLayout {
 // (cgroup.controllers marks v2), so fixture trees work like mounts do.
 CgroupLayout detect_cgroup_layout(std::string_view host_root);
 
+// A directory of a hierarchy: its level below the root, and the generation
+// at which it was (last) seen to appear, so that a cgroup removed and made
+// again under the same path between two refreshes reads as a new one.
+struct CgroupDirEntry {
+  unsigned depth;
+  uint64_t born;
+};
+
 // One hierarchy: the relative paths ("/", "/a", "/a/b") of its directories
 // up to max_depth levels below its root.
 class CgroupHierarchy {
@@ -39,7 +47,7 @@ class CgroupHierarchy {
   // Brings paths() up to date: reads pending inotify events, or walks the
   // whole tree when events were lost or cannot be had.
   void refresh();
-  const std::map<std::string, unsigned, std::less<>>& paths() const { return paths_; }  // path -> depth
+  const std::map<std::string, CgroupDirEntry, std::less<>>& paths() const { return paths_; }
   const std::string& root() const { return root_; }
   bool incremental() const { return inotify_ >= 0; }
   // Changes whenever paths() does: callers redo their work only then.
@@ -54,7 +62,7 @@ class CgroupHierarchy {
   int inotify_ = -1;
   bool lost_ = true;  // events may be missing: walk at the next refresh
   std::unordered_map<int, std::string> watches_;  // watch descriptor -> path
-  std::map<std::string, unsigned, std::less<>> paths_;
+  std::map<std::string, CgroupDirEntry, std::less<>> paths_;
   uint64_t generation_ = 0;
 };
 

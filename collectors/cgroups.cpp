@@ -80,9 +80,11 @@ constexpr MetricInfo kMetrics[] = {
     {"nodeperf_cgroup_io_writes_total", MetricType::counter, kIoLabels, "io.stat / blkio.throttle",
      "Write requests issued to the device by the cgroup."},
     {"nodeperf_cgroups_tracked", MetricType::gauge, "", "cgroupfs",
-     "Cgroups whose figures are exported (at most --collector.cgroups.max)."},
-    {"nodeperf_cgroups_untracked", MetricType::gauge, "", "cgroupfs",
-     "Cgroups selected by the filters but left out because of --collector.cgroups.max."},
+     "Cgroups with series of their own (at most --collector.cgroups.max)."},
+    {"nodeperf_cgroups_folded", MetricType::gauge, "", "cgroupfs",
+     "Cgroups over --collector.cgroups.max: their figures are summed into the cgroup=\"other\" series."},
+    {"nodeperf_cgroups_rank_swaps_total", MetricType::counter, "", "cgroupfs",
+     "Times a busier folded cgroup took the own series of a quieter tracked one (ranked every minute by CPU)."},
     {"nodeperf_cgroup_info", MetricType::gauge, kLabels, "cgroup path, kubelet",
      "1 per tracked cgroup, with its Kubernetes labels: join per-cgroup series that carry only `cgroup` (the eBPF "
      "ones) on it with group_left."},
@@ -97,7 +99,8 @@ enum : size_t {
   kScalars = psi_first + 6,
   io_first = kScalars,  // read bytes, written bytes, reads, writes
   tracked_metric = io_first + 4,
-  untracked_metric,
+  folded_metric,
+  swaps_metric,
   info_metric,
   inactive_file = kScalars,  // a scratch slot after the scalars: working set = usage - inactive_file
   kSlots,
@@ -107,20 +110,58 @@ static_assert(info_metric + 1 == std::size(kMetrics));
 struct CgroupStats {
   std::array<std::optional<double>, kSlots> v;
   std::vector<CgroupDeviceIo> io;
+  bool read = false;  // false until the first read
 };
 
 // Which hierarchy each group of figures is read from.
 enum Source : size_t { src_cpuacct, src_cpu, src_memory, src_io, src_pids, src_psi, kSources };
+
+// What is read when. Every tick: CPU, memory usage, IO per device and
+// tasks, the figures `nodeperf top` turns into rates. Every kDetailEvery
+// ticks: memory.stat (the costliest file: ~13 us of kernel time), swap and
+// PSI. Every kSlowEvery ticks: limits and OOM events, which change seldom.
+// Each cgroup has its own phase, so the reads spread evenly over the ticks;
+// a figure keeps its last value between reads. Opening a cgroup file costs
+// ~3 us however small it is, so files read are what the collector costs.
+constexpr unsigned kDetailEvery = 5, kSlowEvery = 10;
+enum class Tier { tick, detail, slow };
+constexpr Tier tier(size_t slot) {
+  if (slot == mem_limit || slot == pids_limit || slot == mem_oom || slot == mem_oom_kill) return Tier::slow;
+  if (slot == mem_working_set || slot == mem_rss || slot == mem_cache || slot == mem_swap || slot == inactive_file ||
+      (slot >= psi_first && slot < psi_first + 6)) {
+    return Tier::detail;
+  }
+  return Tier::tick;
+}
+
+// Past the budget, the cgroups are re-ranked by CPU time used every
+// kRankEvery ticks; a folded cgroup takes a tracked one's place only when
+// it used more than twice as much (and over a millisecond), so series do
+// not flap between a cgroup and `other`.
+constexpr unsigned kRankEvery = 60;
+
+// Where a cgroup's files are in one hierarchy: an O_PATH descriptor of its
+// directory, and the directory's path for messages and for opening by full
+// path when there is no descriptor.
+struct DirRef {
+  int fd;
+  const std::string& root;  // the hierarchy's
+  const std::string& path;  // the cgroup's, "/" for the root
+  std::string file(const char* name) const { return (path == "/" ? root : root + path) + "/" + name; }
+};
 
 // Reads small cgroup files into one reused buffer. A file that is missing
 // (controller not enabled, no swap accounting) or whose cgroup went away
 // is simply absent; other failures are problems.
 class FileReader {
  public:
-  std::optional<std::string_view> read(const std::string& path, Problems& problems) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  std::optional<std::string_view> read(const DirRef& dir, const char* name, Problems& problems) {
+    int fd = dir.fd >= 0 ? ::openat(dir.fd, name, O_RDONLY | O_CLOEXEC)
+                         : ::open(dir.file(name).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      if (errno != ENOENT && errno != ENODEV && errno != ESRCH) problems.add(path + ": open: " + std::strerror(errno));
+      if (errno != ENOENT && errno != ENODEV && errno != ESRCH) {
+        problems.add(dir.file(name) + ": open: " + std::strerror(errno));
+      }
       return std::nullopt;
     }
     size_t total = 0;
@@ -131,11 +172,14 @@ class FileReader {
       if (n < 0) {
         int err = errno;
         ::close(fd);
-        if (err != ENODEV && err != ENOENT) problems.add(path + ": read: " + std::strerror(err));
+        if (err != ENODEV && err != ENOENT) problems.add(dir.file(name) + ": read: " + std::strerror(err));
         return std::nullopt;
       }
       if (n == 0) break;
       total += static_cast<size_t>(n);
+      // kernfs hands over a cgroup file's whole text in one read when the
+      // buffer holds it: a short read is the end, no second call needed.
+      if (total < buf_.size()) break;
     }
     ::close(fd);
     return std::string_view(buf_.data(), total);
@@ -153,7 +197,7 @@ struct KeyedSlot {
 
 // "key value" lines: fills the slots of the keys wanted, reports bad numbers.
 void parse_keyed(std::string_view text, std::span<const KeyedSlot> wanted, CgroupStats& s, Problems& problems,
-                 const std::string& path) {
+                 const DirRef& dir, const char* name) {
   Lines lines(text);
   std::string_view line;
   while (lines.next(line)) {
@@ -164,7 +208,8 @@ void parse_keyed(std::string_view text, std::span<const KeyedSlot> wanted, Cgrou
       if (w.key != key) continue;
       auto v = parse_u64(value);
       if (!v) {
-        problems.add(path + ": bad value for " + std::string(key) + ": '" + std::string(value.substr(0, 40)) + "'");
+        problems.add(dir.file(name) + ": bad value for " + std::string(key) + ": '" +
+                     std::string(value.substr(0, 40)) + "'");
       } else {
         s.v[w.slot] = static_cast<double>(*v) * w.scale;
       }
@@ -172,35 +217,40 @@ void parse_keyed(std::string_view text, std::span<const KeyedSlot> wanted, Cgrou
   }
 }
 
-void read_number(FileReader& r, const std::string& path, size_t slot, double scale, CgroupStats& s, Problems& p) {
-  auto text = r.read(path, p);
+void read_keyed(FileReader& r, const DirRef& dir, const char* name, std::span<const KeyedSlot> wanted, CgroupStats& s,
+                Problems& p) {
+  if (auto text = r.read(dir, name, p)) parse_keyed(*text, wanted, s, p, dir, name);
+}
+
+void read_number(FileReader& r, const DirRef& dir, const char* name, size_t slot, double scale, CgroupStats& s,
+                 Problems& p) {
+  auto text = r.read(dir, name, p);
   if (!text) return;
   auto v = parse_u64(trim(std::string_view(*text).substr(0, text->find('\n'))));
   if (!v) {
-    p.add(path + ": not a number: '" + std::string(text->substr(0, 40)) + "'");
+    p.add(dir.file(name) + ": not a number: '" + std::string(text->substr(0, 40)) + "'");
     return;
   }
   s.v[slot] = static_cast<double>(*v) * scale;
 }
 
-void read_limit(FileReader& r, const std::string& path, size_t slot, CgroupStats& s, Problems& p) {
-  auto text = r.read(path, p);
+void read_limit(FileReader& r, const DirRef& dir, const char* name, size_t slot, CgroupStats& s, Problems& p) {
+  auto text = r.read(dir, name, p);
   if (!text) return;
   bool bad = false;
   auto v = parse_cgroup_limit(*text, bad);
-  if (bad) p.add(path + ": not a limit: '" + std::string(text->substr(0, 40)) + "'");
+  if (bad) p.add(dir.file(name) + ": not a limit: '" + std::string(text->substr(0, 40)) + "'");
   if (v) s.v[slot] = static_cast<double>(*v);
 }
 
-void read_psi(FileReader& r, const std::string& dir, CgroupStats& s, Problems& p) {
-  constexpr std::string_view files[] = {"/cpu.pressure", "/memory.pressure", "/io.pressure"};
+void read_psi(FileReader& r, const DirRef& dir, CgroupStats& s, Problems& p) {
+  constexpr const char* files[] = {"cpu.pressure", "memory.pressure", "io.pressure"};
   for (size_t i = 0; i < 3; ++i) {
-    std::string path = dir + std::string(files[i]);
-    auto text = r.read(path, p);
+    auto text = r.read(dir, files[i], p);
     if (!text) continue;
     auto t = parse_pressure(*text);
     if (!t) {
-      p.add(path + ": malformed");
+      p.add(dir.file(files[i]) + ": malformed");
       continue;
     }
     if (t->some_us) s.v[psi_first + 2 * i] = static_cast<double>(*t->some_us) * 1e-6;
@@ -208,13 +258,49 @@ void read_psi(FileReader& r, const std::string& dir, CgroupStats& s, Problems& p
   }
 }
 
+// O_PATH descriptors of one cgroup's directory in each hierarchy, opened
+// on first use and kept while the cgroup lives: a file is then opened with
+// one path component to walk instead of the whole path, which was a third
+// of the collector's CPU. A descriptor that cannot be had (out of file
+// descriptors) leaves that cgroup on full paths.
+class DirFds {
+ public:
+  DirFds() { fd_.fill(-1); }
+  ~DirFds() {
+    for (int fd : fd_) {
+      if (fd >= 0) ::close(fd);
+    }
+  }
+  DirFds(DirFds&& o) noexcept : fd_(o.fd_), born_(o.born_) { o.fd_.fill(-1); }
+  DirFds& operator=(DirFds&&) = delete;
+
+  // `born` tells a cgroup made again under the same path from the one
+  // whose (now dead) directory the descriptor holds.
+  int get(size_t h, const std::string& dir, uint64_t born) {
+    if (born_[h] == born) return fd_[h];
+    if (fd_[h] >= 0) ::close(fd_[h]);
+    fd_[h] = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    born_[h] = born;
+    return fd_[h];
+  }
+
+ private:
+  std::array<int, kSources> fd_;
+  std::array<uint64_t, kSources> born_{};
+};
+
 struct Entry {
   uint32_t present = 0;  // bit per hierarchy
+  std::array<uint64_t, kSources> born{};  // per hierarchy, from CgroupHierarchy
   bool selected = false;  // passes include/exclude
-  bool tracked = false;
+  bool tracked = false;   // has its own series; selected and not tracked: folded into `other`
+  unsigned phase = 0;     // its tick for the slow files
   std::optional<KubernetesRef> k8s;  // from the path
   bool named = false;                // has the kubelet's names in `labels`
   std::string labels;  // rendered once: cgroup="...",pod_uid="..."[,namespace=...,pod=...,container=...]
+  DirFds dirs;
+  CgroupStats stats, prev;  // this tick's figures and the last tick's
+  double rank_base = 0;     // CPU seconds at the last ranking
 };
 
 class CgroupsCollector final : public Collector {
@@ -237,11 +323,18 @@ class CgroupsCollector final : public Collector {
   Status collect(SampleSink& out) override {
     if (hierarchies_.empty()) return Status::failed(host_path(host_root_, "sys/fs/cgroup") + ": no cgroup hierarchy found");
     refresh();
+    if (!folded_.empty() && ++ticks_since_rank_ >= kRankEvery) rank();
     if (kubelet_) name_entries();
     Problems problems;
-    std::vector<CgroupStats> stats(order_.size());
-    for (size_t i = 0; i < order_.size(); ++i) read(order_[i]->first, order_[i]->second.present, stats[i], problems);
-    emit(out, stats);
+    for (auto* group : {&order_, &folded_}) {
+      for (auto* kv : *group) {
+        Entry& e = kv->second;
+        read(kv->first, e, problems);
+      }
+    }
+    ++tick_;
+    fold();
+    emit(out);
     return problems.status();
   }
 
@@ -273,28 +366,58 @@ class CgroupsCollector final : public Collector {
     for (auto& [path, e] : entries_) e.present = 0;
     for (size_t i = 0; i < hierarchies_.size(); ++i) {
       seen_[i] = hierarchies_[i]->generation();
-      for (const auto& [path, depth] : hierarchies_[i]->paths()) {
+      for (const auto& [path, dir] : hierarchies_[i]->paths()) {
         auto it = entries_.find(path);
         if (it == entries_.end()) it = entries_.emplace(path, make_entry(path)).first;
         it->second.present |= 1u << i;
+        it->second.born[i] = dir.born;
       }
     }
     std::erase_if(entries_, [](const auto& kv) { return kv.second.present == 0; });
-    // The cap: a tracked cgroup stays tracked; free places go to the
+    // The budget: a tracked cgroup stays tracked; free places go to the
     // others in path order, so the choice is stable from tick to tick.
     size_t tracked = 0;
     for (auto& [path, e] : entries_) tracked += e.tracked;
-    untracked_ = 0;
-    order_.clear();
-    for (auto& kv : entries_) {
-      Entry& e = kv.second;
+    for (auto& [path, e] : entries_) {
       if (e.selected && !e.tracked && tracked < max_) {
         e.tracked = true;
         ++tracked;
       }
-      if (e.tracked) order_.push_back(&kv);
-      untracked_ += e.selected && !e.tracked;
     }
+    reorder();
+  }
+
+  void reorder() {
+    order_.clear();
+    folded_.clear();
+    for (auto& kv : entries_) {
+      if (kv.second.tracked) order_.push_back(&kv);
+      else if (kv.second.selected) folded_.push_back(&kv);
+    }
+  }
+
+  // The busiest folded cgroups take the places of the quietest tracked ones.
+  void rank() {
+    ticks_since_rank_ = 0;
+    auto used = [](const Entry& e) {
+      return e.stats.v[cpu_usage] ? *e.stats.v[cpu_usage] - e.rank_base : 0.0;
+    };
+    auto busier = [&](auto* a, auto* b) { return used(a->second) > used(b->second); };
+    std::vector<std::pair<const std::string, Entry>*> in = order_, out = folded_;
+    std::sort(out.begin(), out.end(), busier);
+    std::sort(in.begin(), in.end(), [&](auto* a, auto* b) { return busier(b, a); });
+    bool swapped = false;
+    for (size_t i = 0; i < out.size() && i < in.size(); ++i) {
+      if (used(out[i]->second) <= 2 * used(in[i]->second) + 1e-3) break;
+      out[i]->second.tracked = true;
+      in[i]->second.tracked = false;
+      ++swaps_;
+      swapped = true;
+    }
+    for (auto* group : {&order_, &folded_}) {
+      for (auto* kv : *group) kv->second.rank_base = kv->second.stats.v[cpu_usage].value_or(0);
+    }
+    if (swapped) reorder();
   }
 
   void use_kubelet(KubeletPods* kubelet) override {
@@ -307,6 +430,7 @@ class CgroupsCollector final : public Collector {
   Entry make_entry(const std::string& path) {
     Entry e;
     e.selected = (!include_ || std::regex_search(path, *include_)) && !(exclude_ && std::regex_search(path, *exclude_));
+    e.phase = static_cast<unsigned>(std::hash<std::string>{}(path) % kSlowEvery);
     e.k8s = parse_kubernetes_cgroup(path);
     render(path, e, nullptr);
     return e;
@@ -343,93 +467,137 @@ class CgroupsCollector final : public Collector {
     e.named = names != nullptr;
   }
 
-  std::string dir(Source s, const std::string& path) const {
-    const std::string& root = hierarchies_[static_cast<size_t>(source_[s])]->root();
-    return path == "/" ? root : root + path;
+  // The cgroup's directory for a group of figures, or nullopt when that
+  // hierarchy does not have it.
+  std::optional<DirRef> dir(Source s, const std::string& path, Entry& e) {
+    if (source_[s] < 0) return std::nullopt;
+    auto h = static_cast<size_t>(source_[s]);
+    if (!(e.present >> h & 1)) return std::nullopt;
+    const std::string& root = hierarchies_[h]->root();
+    return DirRef{e.dirs.get(h, path == "/" ? root : root + path, e.born[h]), root, path};
   }
-  bool has(Source s, uint32_t present) const { return source_[s] >= 0 && (present >> source_[s] & 1); }
 
-  void read(const std::string& path, uint32_t present, CgroupStats& s, Problems& p) {
-    if (has(src_cpuacct, present)) {
-      std::string d = dir(src_cpuacct, path);
+  // This tick's figures into e.stats, the last tick's kept in e.prev;
+  // figures not due this tick are carried over.
+  void read(const std::string& path, Entry& e, Problems& p) {
+    bool first = !e.stats.read;
+    bool detail = first || (tick_ + e.phase) % kDetailEvery == 0;
+    bool slow = first || (tick_ + e.phase) % kSlowEvery == 0;
+    std::swap(e.stats, e.prev);
+    CgroupStats& s = e.stats;
+    for (size_t m = 0; m < kSlots; ++m) {
+      Tier t = tier(m);
+      bool due = t == Tier::tick || (t == Tier::detail && detail) || (t == Tier::slow && slow);
+      s.v[m] = due ? std::nullopt : e.prev.v[m];
+    }
+    s.io.clear();
+    s.read = true;
+    if (auto d = dir(src_cpuacct, path, e)) {
       if (is_v1_[src_cpuacct]) {
-        read_number(reader_, d + "/cpuacct.usage", cpu_usage, 1e-9, s, p);
-        if (auto t = reader_.read(d + "/cpuacct.stat", p)) {
-          const KeyedSlot keys[] = {{"user", cpu_user, 1 / user_hz_}, {"system", cpu_system, 1 / user_hz_}};
-          parse_keyed(*t, keys, s, p, d + "/cpuacct.stat");
-        }
-      } else if (auto t = reader_.read(d + "/cpu.stat", p)) {
+        read_number(reader_, *d, "cpuacct.usage", cpu_usage, 1e-9, s, p);
+        const KeyedSlot keys[] = {{"user", cpu_user, 1 / user_hz_}, {"system", cpu_system, 1 / user_hz_}};
+        read_keyed(reader_, *d, "cpuacct.stat", keys, s, p);
+      } else {
         const KeyedSlot keys[] = {{"usage_usec", cpu_usage, 1e-6}, {"user_usec", cpu_user, 1e-6},
                                   {"system_usec", cpu_system, 1e-6}, {"nr_periods", cpu_periods, 1},
                                   {"nr_throttled", cpu_throttled_periods, 1}, {"throttled_usec", cpu_throttled, 1e-6}};
-        parse_keyed(*t, keys, s, p, d + "/cpu.stat");
+        read_keyed(reader_, *d, "cpu.stat", keys, s, p);
       }
     }
-    if (has(src_cpu, present) && is_v1_[src_cpu]) {
-      std::string d = dir(src_cpu, path);
-      if (auto t = reader_.read(d + "/cpu.stat", p)) {
+    if (is_v1_[src_cpu]) {
+      if (auto d = dir(src_cpu, path, e)) {
         const KeyedSlot keys[] = {{"nr_periods", cpu_periods, 1}, {"nr_throttled", cpu_throttled_periods, 1},
                                   {"throttled_time", cpu_throttled, 1e-9}};
-        parse_keyed(*t, keys, s, p, d + "/cpu.stat");
+        read_keyed(reader_, *d, "cpu.stat", keys, s, p);
       }
     }
-    if (has(src_memory, present)) read_memory(dir(src_memory, path), is_v1_[src_memory], s, p);
-    if (has(src_pids, present)) {
-      std::string d = dir(src_pids, path);
-      read_number(reader_, d + "/pids.current", pids_current, 1, s, p);
-      read_limit(reader_, d + "/pids.max", pids_limit, s, p);
+    if (auto d = dir(src_memory, path, e)) read_memory(*d, is_v1_[src_memory], detail, slow, s, p);
+    if (auto d = dir(src_pids, path, e)) {
+      read_number(reader_, *d, "pids.current", pids_current, 1, s, p);
+      if (slow) read_limit(reader_, *d, "pids.max", pids_limit, s, p);
     }
-    if (has(src_psi, present)) read_psi(reader_, dir(src_psi, path), s, p);
-    if (has(src_io, present)) read_io(dir(src_io, path), is_v1_[src_io], s, p);
+    if (detail) {
+      if (auto d = dir(src_psi, path, e)) read_psi(reader_, *d, s, p);
+    }
+    if (auto d = dir(src_io, path, e)) read_io(*d, is_v1_[src_io], s, p);
+    if (!e.prev.read) e.rank_base = s.v[cpu_usage].value_or(0);  // ranked on CPU used since it was first seen
   }
 
-  void read_memory(const std::string& d, bool v1, CgroupStats& s, Problems& p) {
-    if (v1) {
-      read_number(reader_, d + "/memory.usage_in_bytes", mem_usage, 1, s, p);
-      read_limit(reader_, d + "/memory.limit_in_bytes", mem_limit, s, p);
-      if (auto t = reader_.read(d + "/memory.stat", p)) {
+  void read_memory(const DirRef& d, bool v1, bool detail, bool slow, CgroupStats& s, Problems& p) {
+    read_number(reader_, d, v1 ? "memory.usage_in_bytes" : "memory.current", mem_usage, 1, s, p);
+    if (detail) {
+      if (v1) {
         const KeyedSlot keys[] = {{"total_rss", mem_rss, 1}, {"total_cache", mem_cache, 1},
                                   {"total_swap", mem_swap, 1}, {"total_inactive_file", inactive_file, 1}};
-        parse_keyed(*t, keys, s, p, d + "/memory.stat");
-      }
-      if (auto t = reader_.read(d + "/memory.oom_control", p)) {
-        const KeyedSlot keys[] = {{"oom_kill", mem_oom_kill, 1}};
-        parse_keyed(*t, keys, s, p, d + "/memory.oom_control");
-      }
-    } else {
-      read_number(reader_, d + "/memory.current", mem_usage, 1, s, p);
-      read_number(reader_, d + "/memory.swap.current", mem_swap, 1, s, p);
-      read_limit(reader_, d + "/memory.max", mem_limit, s, p);
-      if (auto t = reader_.read(d + "/memory.stat", p)) {
+        read_keyed(reader_, d, "memory.stat", keys, s, p);
+      } else {
+        read_number(reader_, d, "memory.swap.current", mem_swap, 1, s, p);
         const KeyedSlot keys[] = {{"anon", mem_rss, 1}, {"file", mem_cache, 1}, {"inactive_file", inactive_file, 1}};
-        parse_keyed(*t, keys, s, p, d + "/memory.stat");
+        read_keyed(reader_, d, "memory.stat", keys, s, p);
       }
-      if (auto t = reader_.read(d + "/memory.events", p)) {
-        const KeyedSlot keys[] = {{"oom", mem_oom, 1}, {"oom_kill", mem_oom_kill, 1}};
-        parse_keyed(*t, keys, s, p, d + "/memory.events");
+      // Usage and inactive_file of the same tick.
+      if (s.v[mem_usage] && s.v[inactive_file]) {
+        s.v[mem_working_set] = std::max(0.0, *s.v[mem_usage] - *s.v[inactive_file]);
       }
     }
-    if (s.v[mem_usage] && s.v[inactive_file]) {
-      s.v[mem_working_set] = std::max(0.0, *s.v[mem_usage] - *s.v[inactive_file]);
+    if (slow) {
+      read_limit(reader_, d, v1 ? "memory.limit_in_bytes" : "memory.max", mem_limit, s, p);
+      const KeyedSlot v1_oom[] = {{"oom_kill", mem_oom_kill, 1}};
+      const KeyedSlot v2_oom[] = {{"oom", mem_oom, 1}, {"oom_kill", mem_oom_kill, 1}};
+      if (v1) read_keyed(reader_, d, "memory.oom_control", v1_oom, s, p);
+      else read_keyed(reader_, d, "memory.events", v2_oom, s, p);
     }
   }
 
-  void read_io(const std::string& d, bool v1, CgroupStats& s, Problems& p) {
+  void read_io(const DirRef& d, bool v1, CgroupStats& s, Problems& p) {
     std::optional<std::vector<CgroupDeviceIo>> io;
     if (v1) {
-      std::string bytes_path = d + "/blkio.throttle.io_service_bytes_recursive";
-      auto bytes = reader_.read(bytes_path, p);
+      const char* bytes_file = "blkio.throttle.io_service_bytes_recursive";
+      auto bytes = reader_.read(d, bytes_file, p);
       if (!bytes) return;
       std::string bytes_text(*bytes);  // the reader's buffer is reused for the second file
-      auto ios = reader_.read(d + "/blkio.throttle.io_serviced_recursive", p);
+      auto ios = reader_.read(d, "blkio.throttle.io_serviced_recursive", p);
       if (!ios) return;
       io = parse_blkio(bytes_text, *ios);
-      if (!io) p.add(bytes_path + ": malformed");
-    } else if (auto text = reader_.read(d + "/io.stat", p)) {
+      if (!io) p.add(d.file(bytes_file) + ": malformed");
+    } else if (auto text = reader_.read(d, "io.stat", p)) {
       io = parse_io_stat(*text);
-      if (!io) p.add(d + "/io.stat: malformed");
+      if (!io) p.add(d.file("io.stat") + ": malformed");
     }
     if (io) s.io = std::move(*io);
+  }
+
+  // Adds what the folded cgroups did this tick to `other`: the growth of
+  // their counters (so `other`'s counters never go back when a cgroup moves
+  // in or out) and the sum of their gauges. Limits are not summed.
+  void fold() {
+    other_gauges_.fill(std::nullopt);
+    for (const auto* kv : folded_) {
+      const Entry& e = kv->second;
+      for (size_t m = 0; m < kScalars; ++m) {
+        if (!e.stats.v[m] || m == mem_limit || m == pids_limit) continue;
+        if (kMetrics[m].type == MetricType::counter) {
+          double grew = e.prev.v[m] ? std::max(0.0, *e.stats.v[m] - *e.prev.v[m]) : 0.0;
+          other_counters_[m] = other_counters_[m].value_or(0) + grew;
+        } else {
+          other_gauges_[m] = other_gauges_[m].value_or(0) + *e.stats.v[m];
+        }
+      }
+      for (const CgroupDeviceIo& d : e.stats.io) {
+        const CgroupDeviceIo* before = nullptr;
+        for (const CgroupDeviceIo& b : e.prev.io) {
+          if (b.major == d.major && b.minor == d.minor) before = &b;
+        }
+        CgroupDeviceIo& sum = other_io_.try_emplace(uint64_t{d.major} << 32 | d.minor, CgroupDeviceIo{d.major, d.minor})
+                                  .first->second;
+        if (!before || !e.prev.read) continue;
+        auto grew = [](uint64_t now, uint64_t then) { return now > then ? now - then : 0; };
+        sum.read_bytes += grew(d.read_bytes, before->read_bytes);
+        sum.written_bytes += grew(d.written_bytes, before->written_bytes);
+        sum.reads += grew(d.reads, before->reads);
+        sum.writes += grew(d.writes, before->writes);
+      }
+    }
   }
 
   // The kernel's name for a block device ("sda"), from /sys/dev/block.
@@ -448,33 +616,42 @@ class CgroupsCollector final : public Collector {
     return devices_.emplace(key, std::move(name)).first->second;
   }
 
+  std::string io_labels(const std::string& labels, const CgroupDeviceIo& d) {
+    std::string l = labels + ",device=\"";
+    append_escaped_label_value(l, device_name(d.major, d.minor));
+    return l + "\"";
+  }
+
   // One family at a time, so the sink appends to the same family in a row.
-  void emit(SampleSink& out, const std::vector<CgroupStats>& stats) {
+  void emit(SampleSink& out) {
+    static const std::string kOther = "cgroup=\"other\"";
     for (size_t m = 0; m < kScalars; ++m) {
-      for (size_t i = 0; i < stats.size(); ++i) {
-        if (stats[i].v[m]) out.add_rendered(kMetrics[m], *stats[i].v[m], order_[i]->second.labels);
+      for (const auto* kv : order_) {
+        if (kv->second.stats.v[m]) out.add_rendered(kMetrics[m], *kv->second.stats.v[m], kv->second.labels);
       }
+      const auto& other = kMetrics[m].type == MetricType::counter ? other_counters_[m] : other_gauges_[m];
+      if (other) out.add_rendered(kMetrics[m], *other, kOther);
     }
-    std::vector<std::string> io_labels;  // per (cgroup, device), rendered once for the four families
-    for (size_t i = 0; i < stats.size(); ++i) {
-      for (const CgroupDeviceIo& d : stats[i].io) {
-        std::string l = order_[i]->second.labels + ",device=\"";
-        append_escaped_label_value(l, device_name(d.major, d.minor));
-        io_labels.push_back(l + "\"");
-      }
+    std::vector<std::string> labels;  // per (cgroup, device), rendered once for the four families
+    for (const auto* kv : order_) {
+      for (const CgroupDeviceIo& d : kv->second.stats.io) labels.push_back(io_labels(kv->second.labels, d));
     }
+    for (const auto& [key, d] : other_io_) labels.push_back(io_labels(kOther, d));
     for (size_t m = 0; m < 4; ++m) {
       size_t k = 0;
-      for (const CgroupStats& s : stats) {
-        for (const CgroupDeviceIo& d : s.io) {
-          uint64_t v = m == 0 ? d.read_bytes : m == 1 ? d.written_bytes : m == 2 ? d.reads : d.writes;
-          out.add_rendered(kMetrics[io_first + m], static_cast<double>(v), io_labels[k++]);
-        }
+      auto add = [&](const CgroupDeviceIo& d) {
+        uint64_t v = m == 0 ? d.read_bytes : m == 1 ? d.written_bytes : m == 2 ? d.reads : d.writes;
+        out.add_rendered(kMetrics[io_first + m], static_cast<double>(v), labels[k++]);
+      };
+      for (const auto* kv : order_) {
+        for (const CgroupDeviceIo& d : kv->second.stats.io) add(d);
       }
+      for (const auto& [key, d] : other_io_) add(d);
     }
     for (const auto* kv : order_) out.add_rendered(kMetrics[info_metric], 1, kv->second.labels);
     out.add(kMetrics[tracked_metric], static_cast<double>(order_.size()));
-    out.add(kMetrics[untracked_metric], static_cast<double>(untracked_));
+    out.add(kMetrics[folded_metric], static_cast<double>(folded_.size()));
+    out.add(kMetrics[swaps_metric], static_cast<double>(swaps_));
   }
 
   KubeletPods* kubelet_ = nullptr;
@@ -488,8 +665,14 @@ class CgroupsCollector final : public Collector {
   int source_[kSources] = {};
   bool is_v1_[kSources] = {};
   std::map<std::string, Entry, std::less<>> entries_;
-  std::vector<std::pair<const std::string, Entry>*> order_;  // tracked entries, in path order
-  size_t untracked_ = 0;
+  using EntryRef = std::pair<const std::string, Entry>*;
+  std::vector<EntryRef> order_;   // tracked, in path order
+  std::vector<EntryRef> folded_;  // selected but over the budget, in path order
+  uint64_t tick_ = 0;
+  unsigned ticks_since_rank_ = 0;
+  uint64_t swaps_ = 0;
+  std::array<std::optional<double>, kScalars> other_counters_, other_gauges_;
+  std::map<uint64_t, CgroupDeviceIo> other_io_;  // by device
   FileReader reader_;
   std::unordered_map<uint64_t, std::string> devices_;
 };

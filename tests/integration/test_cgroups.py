@@ -120,7 +120,7 @@ def main():
         m0 = scrape_value(agent, "nodeperf_cgroup_memory_usage_bytes", label)
         s0 = scrape_value(agent, "nodeperf_cgroup_memory_rss_bytes", label)
         do(f"mem {64 << 20}")
-        settle(agent)
+        settle(agent, 6)  # memory.stat is read every 5th tick (docs/cgroups.md)
         m1 = scrape_value(agent, "nodeperf_cgroup_memory_usage_bytes", label)
         s1 = scrape_value(agent, "nodeperf_cgroup_memory_rss_bytes", label)
         ws = scrape_value(agent, "nodeperf_cgroup_memory_working_set_bytes", label)

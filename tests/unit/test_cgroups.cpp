@@ -117,7 +117,8 @@ TEST_CASE("cgroups: pure v2, kubelet systemd driver (containerd, CRI-O)") {
   CHECK_FALSE(value(s, "nodeperf_cgroup_cpu_usage_seconds_total", ctr + "/nested"));
   CHECK(value(s, "nodeperf_cgroups_tracked", "") == std::nullopt);  // unlabelled: looked up below
   CHECK(s.find("nodeperf_cgroups_tracked")->samples.at(0).value == 10);
-  CHECK(s.find("nodeperf_cgroups_untracked")->samples.at(0).value == 0);
+  CHECK(s.find("nodeperf_cgroups_folded")->samples.at(0).value == 0);
+  CHECK_FALSE(value(s, "nodeperf_cgroup_cpu_usage_seconds_total", "other"));
   // Kubernetes labels from the path.
   std::string l = labels_of(s, "nodeperf_cgroup_cpu_usage_seconds_total", ctr);
   CHECK_THAT(l, Contains("pod_uid=\"" + kUid + "\""));
@@ -237,7 +238,7 @@ TEST_CASE("cgroups: parsers") {
   CHECK_FALSE(parse_blkio("8:0 Read\n", ""));
 }
 
-TEST_CASE("cgroups: discovery follows mkdir and rmdir; the cap counts the rest") {
+TEST_CASE("cgroups: discovery follows mkdir and rmdir") {
   namespace fs = std::filesystem;
   fs::path root = fs::temp_directory_path() / ("nodeperf-cgroups-" + std::to_string(getpid()));
   fs::remove_all(root);
@@ -270,10 +271,51 @@ TEST_CASE("cgroups: discovery follows mkdir and rmdir; the cap counts the rest")
   h.refresh();
   CHECK(h.generation() == g);
 
+  fs::remove_all(root);
+}
+
+TEST_CASE("cgroups: over the budget, the rest fold into `other` and the busiest win places") {
+  namespace fs = std::filesystem;
+  fs::path root = fs::temp_directory_path() / ("nodeperf-cgroups-fold-" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::copy(std::string(NODEPERF_FIXTURES) + "/cgroups/v2-cgroupfs", root, fs::copy_options::recursive);
+  const std::string busy = "/kubepods/pod3f2e3d4c-0000-4000-8000-123456789abc/" + std::string(64, 'b');
+  fs::path busy_dir = root / ("sys/fs/cgroup" + busy);
+  Config config;
+  config.host_root = root.string();
   config.cgroups_max = 2;
-  auto capped = kCgroupsCollector.make(config);
-  Run r = collect(*capped);
+  auto c = kCgroupsCollector.make(config);
+  Run r = collect(*c);
+  // Path order: "/" and "/kubepods" keep places; five are folded.
   CHECK(r.snapshot.find("nodeperf_cgroups_tracked")->samples.at(0).value == 2);
-  CHECK(r.snapshot.find("nodeperf_cgroups_untracked")->samples.at(0).value == 5);
+  CHECK(r.snapshot.find("nodeperf_cgroups_folded")->samples.at(0).value == 5);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_cpu_usage_seconds_total", "/kubepods"));
+  CHECK_FALSE(value(r.snapshot, "nodeperf_cgroup_cpu_usage_seconds_total", busy));
+  // Gauges are summed (nested folded cgroups count in both); counters start at 0.
+  CHECK(value(r.snapshot, "nodeperf_cgroup_memory_usage_bytes", "other") == 536870912.0 + 268435456 + 134217728 + 67108864);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_cpu_usage_seconds_total", "other") == 0);
+  CHECK_FALSE(value(r.snapshot, "nodeperf_cgroup_memory_limit_bytes", "other"));
+
+  // Counters of `other` grow by what the folded cgroups did, per device too.
+  write(busy_dir / "cpu.stat", "usage_usec 2500000\nuser_usec 1\nsystem_usec 1\n");
+  write(busy_dir / "io.stat", "8:0 rbytes=4096 wbytes=0 rios=1 wios=0\n");
+  r = collect(*c);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_cpu_usage_seconds_total", "other") == Approx(2.0));
+  CHECK(value(r.snapshot, "nodeperf_cgroup_io_read_bytes_total", "other", "device=\"8:0\"") == 0);
+  write(busy_dir / "io.stat", "8:0 rbytes=12288 wbytes=0 rios=3 wios=0\n");
+  r = collect(*c);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_io_read_bytes_total", "other", "device=\"8:0\"") == 8192);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_io_reads_total", "other", "device=\"8:0\"") == 2);
+
+  // At the next ranking the busy cgroup takes the place of a quiet one; its
+  // CPU from then on is its own, and `other` keeps what it had counted.
+  for (int tick = 0; tick < 60; ++tick) r = collect(*c);
+  CHECK(r.snapshot.find("nodeperf_cgroups_rank_swaps_total")->samples.at(0).value == 1);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_cpu_usage_seconds_total", busy) == Approx(2.5));
+  write(busy_dir / "cpu.stat", "usage_usec 4500000\nuser_usec 1\nsystem_usec 1\n");
+  r = collect(*c);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_cpu_usage_seconds_total", busy) == Approx(4.5));
+  CHECK(value(r.snapshot, "nodeperf_cgroup_cpu_usage_seconds_total", "other") == Approx(2.0));
+  CHECK(r.snapshot.find("nodeperf_cgroups_tracked")->samples.at(0).value == 2);
   fs::remove_all(root);
 }
