@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 """Cgroups collector benchmark: tick cost and memory against the number of
-cgroups. For each N (default 10, 100, 1000, 5000) it generates a pure v2
-fixture tree of N container cgroups (10 per pod, Kubernetes systemd-driver
-paths, the files the collector reads) in a temp dir, runs the agent on it
-(--host-root at the temp dir, only the cgroups collector, 1 s tick), and
-prints:
+cgroups. For each N (default 10, 100, 1000, 5000) it either generates a pure
+v2 fixture tree of N container cgroups (10 per pod, Kubernetes
+systemd-driver paths, the files the collector reads) in a temp dir and runs
+the agent on it (--host-root at the temp dir), or, with --real (root), makes
+N real empty cgroups under nodeperf-bench-<pid> in every mounted hierarchy
+and runs the agent on the host, filtered to them. Only the cgroups collector
+runs, 1 s tick. It prints:
   * the collector's duration per tick (nodeperf_collector_duration_seconds,
     median of the samples over the window) and per cgroup in microseconds;
   * the agent's CPU over the window (utime+stime from /proc/PID/stat) per tick;
-  * RSS (VmRSS) at the end.
-Figures only; it never passes or fails. Usage: cgroup_bench.py [--bin B] [--window S] [N ...]"""
+  * RSS (VmRSS) and open descriptors at the end.
+Figures only; it never passes or fails.
+Usage: cgroup_bench.py [--bin B] [--window S] [--real] [N ...]"""
 
 import argparse
 import os
@@ -61,6 +64,40 @@ def make_tree(root, n):
     return made
 
 
+CGROUP_FS = "/sys/fs/cgroup"
+
+
+def real_hierarchies():
+    """The mounted hierarchies the collector reads (v1 controllers, v2)."""
+    out = []
+    for line in open("/proc/self/mounts"):
+        _, mnt, fstype, opts = line.split()[:4]
+        if not mnt.startswith(CGROUP_FS):
+            continue
+        if fstype == "cgroup2" or (fstype == "cgroup" and set(opts.split(",")) & {"cpu", "cpuacct", "memory", "blkio", "pids"}):
+            out.append(mnt)
+    return out
+
+
+def make_real(parent, n):
+    for h in real_hierarchies():
+        os.makedirs(f"{h}/{parent}", exist_ok=True)
+        for i in range(n):
+            os.mkdir(f"{h}/{parent}/c{i}")
+    return n
+
+
+def remove_real(parent):
+    for h in real_hierarchies():
+        base = f"{h}/{parent}"
+        if not os.path.isdir(base):
+            continue
+        for name in os.listdir(base):
+            if os.path.isdir(f"{base}/{name}"):
+                os.rmdir(f"{base}/{name}")
+        os.rmdir(base)
+
+
 def scrape(url):
     with urllib.request.urlopen(url, timeout=5) as r:
         return r.read().decode()
@@ -81,13 +118,19 @@ def collectors(binary):
     return sorted(set(re.findall(r"--\[no-\]collector\.([a-z_]+)\n", help_text)))
 
 
-def run(binary, n, window):
+def run(binary, n, window, real):
     tmp = tempfile.mkdtemp(prefix="nodeperf-cgbench-")
+    parent = f"nodeperf-bench-{os.getpid()}"
     try:
-        made = make_tree(tmp, n)
+        if real:
+            made = make_real(parent, n)
+            where = [f"--collector.cgroups.include=^/{parent}/"]
+        else:
+            made = make_tree(tmp, n)
+            where = [f"--host-root={tmp}"]
         others = [f"--no-collector.{c}" for c in collectors(binary) if c != "cgroups"]
         log = open(os.path.join(tmp, "agent.log"), "w+")
-        agent = subprocess.Popen([binary, "agent", "--web.listen-address=127.0.0.1:0", f"--host-root={tmp}",
+        agent = subprocess.Popen([binary, "agent", "--web.listen-address=127.0.0.1:0", *where,
                                   "--tick=1s", f"--collector.cgroups.max={made + 100}", *others],
                                  stdout=subprocess.DEVNULL, stderr=log)
         try:
@@ -113,24 +156,32 @@ def run(binary, n, window):
             cpu = (cpu_seconds(agent.pid) - c0) / (time.monotonic() - t0)  # per second = per tick
             tracked = re.search(r"^nodeperf_cgroups_tracked (\S+)", text, re.M)
             med = statistics.median(durations)
-            print(f"{made:6d} cgroups (tracked {tracked.group(1) if tracked else '?'}): collector {med * 1e3:8.2f} ms/tick "
-                  f"= {med / made * 1e6:6.1f} us/cgroup; agent CPU {cpu * 1e3:8.2f} ms/tick; RSS {rss_mib(agent.pid):6.1f} MiB")
+            fds = len(os.listdir(f"/proc/{agent.pid}/fd"))
+            print(f"{made:6d} cgroups (tracked {tracked.group(1) if tracked else '?'}): collector {med * 1e3:8.2f} ms/tick; "
+                  f"agent CPU {cpu * 1e3:8.2f} ms/tick = {cpu / made * 1e6:6.1f} us/cgroup = {cpu * 100:5.2f}% of a core; "
+                  f"RSS {rss_mib(agent.pid):6.1f} MiB; {fds} fds")
         finally:
             agent.terminate()
             agent.wait(10)
     finally:
         shutil.rmtree(tmp)
+        if real:
+            remove_real(parent)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.environ.get("NODEPERF_BIN", "build/nodeperf"))
     ap.add_argument("--window", type=float, default=10.0)
+    ap.add_argument("--real", action="store_true", help="real empty cgroups in every mounted hierarchy (root)")
     ap.add_argument("counts", nargs="*", type=int, default=[10, 100, 1000, 5000])
     a = ap.parse_args()
-    print(f"cgroups collector, pure v2 fixture tree on {tempfile.gettempdir()}, tick 1 s, window {a.window:g} s")
+    if a.real:
+        print(f"cgroups collector, real empty cgroups in {', '.join(real_hierarchies())}, tick 1 s, window {a.window:g} s")
+    else:
+        print(f"cgroups collector, pure v2 fixture tree on {tempfile.gettempdir()}, tick 1 s, window {a.window:g} s")
     for n in a.counts:
-        run(a.bin, n, a.window)
+        run(a.bin, n, a.window, a.real)
 
 
 if __name__ == "__main__":

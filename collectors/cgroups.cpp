@@ -116,10 +116,11 @@ struct CgroupStats {
 // Which hierarchy each group of figures is read from.
 enum Source : size_t { src_cpuacct, src_cpu, src_memory, src_io, src_pids, src_psi, kSources };
 
-// What is read when. Every tick: CPU, memory usage, IO per device and
-// tasks, the figures `nodeperf top` turns into rates. Every kDetailEvery
-// ticks: memory.stat (the costliest file: ~13 us of kernel time), swap and
-// PSI. Every kSlowEvery ticks: limits and OOM events, which change seldom.
+// What is read when. Every tick: CPU usage and throttling, memory usage and
+// IO per device, what `nodeperf top` shows. Every kDetailEvery ticks:
+// memory.stat (the costliest file: ~13 us of kernel time), swap, PSI, tasks
+// and v1's user/system split (v2 has it in cpu.stat, read every tick).
+// Every kSlowEvery ticks: limits and OOM events, which change seldom.
 // Each cgroup has its own phase, so the reads spread evenly over the ticks;
 // a figure keeps its last value between reads. Opening a cgroup file costs
 // ~3 us however small it is, so files read are what the collector costs.
@@ -127,8 +128,8 @@ constexpr unsigned kDetailEvery = 5, kSlowEvery = 10;
 enum class Tier { tick, detail, slow };
 constexpr Tier tier(size_t slot) {
   if (slot == mem_limit || slot == pids_limit || slot == mem_oom || slot == mem_oom_kill) return Tier::slow;
-  if (slot == mem_working_set || slot == mem_rss || slot == mem_cache || slot == mem_swap || slot == inactive_file ||
-      (slot >= psi_first && slot < psi_first + 6)) {
+  if (slot == cpu_user || slot == cpu_system || slot == mem_working_set || slot == mem_rss || slot == mem_cache ||
+      slot == mem_swap || slot == inactive_file || slot == pids_current || (slot >= psi_first && slot < psi_first + 6)) {
     return Tier::detail;
   }
   return Tier::tick;
@@ -496,7 +497,7 @@ class CgroupsCollector final : public Collector {
       if (is_v1_[src_cpuacct]) {
         read_number(reader_, *d, "cpuacct.usage", cpu_usage, 1e-9, s, p);
         const KeyedSlot keys[] = {{"user", cpu_user, 1 / user_hz_}, {"system", cpu_system, 1 / user_hz_}};
-        read_keyed(reader_, *d, "cpuacct.stat", keys, s, p);
+        if (detail) read_keyed(reader_, *d, "cpuacct.stat", keys, s, p);
       } else {
         const KeyedSlot keys[] = {{"usage_usec", cpu_usage, 1e-6}, {"user_usec", cpu_user, 1e-6},
                                   {"system_usec", cpu_system, 1e-6}, {"nr_periods", cpu_periods, 1},
@@ -513,7 +514,7 @@ class CgroupsCollector final : public Collector {
     }
     if (auto d = dir(src_memory, path, e)) read_memory(*d, is_v1_[src_memory], detail, slow, s, p);
     if (auto d = dir(src_pids, path, e)) {
-      read_number(reader_, *d, "pids.current", pids_current, 1, s, p);
+      if (detail) read_number(reader_, *d, "pids.current", pids_current, 1, s, p);
       if (slow) read_limit(reader_, *d, "pids.max", pids_limit, s, p);
     }
     if (detail) {
