@@ -335,7 +335,7 @@ class CgroupsCollector final : public Collector {
       if (names) {
         labels.push_back({"namespace", names->namespace_name});
         labels.push_back({"pod", names->pod});
-        if (!e.k8s->container_id.empty()) labels.push_back({"container", names->containers.find(e.k8s->container_id)->second});
+        if (!e.k8s->container_id.empty()) labels.push_back({"container", names->containers.find(e.k8s->container_id)->second.name});
       }
     }
     e.labels.clear();
