@@ -17,6 +17,7 @@
 #include "agent/k8s_paths.h"
 #include "agent/kubelet.h"
 #include "collectors/cgroup_tree.h"
+#include "collectors/cgroups_cadvisor.h"
 #include "collectors/parse.h"
 #include "collectors/pressure.h"
 #include "collectors/proc_file.h"
@@ -215,6 +216,7 @@ struct Entry {
   std::optional<KubernetesRef> k8s;  // from the path
   bool named = false;                // has the kubelet's names in `labels`
   std::string labels;  // rendered once: cgroup="...",pod_uid="..."[,namespace=...,pod=...,container=...]
+  std::optional<std::string> cadvisor;  // with --compat=cadvisor, on pod and container cgroups: cAdvisor's labels
 };
 
 class CgroupsCollector final : public Collector {
@@ -232,6 +234,7 @@ class CgroupsCollector final : public Collector {
       source_[s] = dir.empty() ? -1 : hierarchy(dir, config.cgroups_max_depth);
       is_v1_[s] = !from[s]->empty() && s != src_psi;
     }
+    if (config.cadvisor_compat) cadvisor_.emplace(kMetrics);
   }
 
   Status collect(SampleSink& out) override {
@@ -326,7 +329,7 @@ class CgroupsCollector final : public Collector {
     }
   }
 
-  static void render(const std::string& path, Entry& e, const PodNames* names) {
+  void render(const std::string& path, Entry& e, const PodNames* names) const {
     std::vector<Label> labels = {{"cgroup", path}};
     if (e.k8s) {
       labels.push_back({"pod_uid", e.k8s->pod_uid});
@@ -341,6 +344,7 @@ class CgroupsCollector final : public Collector {
     e.labels.clear();
     append_labels(e.labels, labels);
     e.named = names != nullptr;
+    if (cadvisor_ && e.k8s) e.cadvisor = cadvisor_labels(path, *e.k8s, names);
   }
 
   std::string dir(Source s, const std::string& path) const {
@@ -475,9 +479,22 @@ class CgroupsCollector final : public Collector {
     for (const auto* kv : order_) out.add_rendered(kMetrics[info_metric], 1, kv->second.labels);
     out.add(kMetrics[tracked_metric], static_cast<double>(order_.size()));
     out.add(kMetrics[untracked_metric], static_cast<double>(untracked_));
+    if (cadvisor_) emit_cadvisor(out, stats);
+  }
+
+  void emit_cadvisor(SampleSink& out, const std::vector<CgroupStats>& stats) {
+    std::vector<CadvisorCgroup> cgroups;
+    for (size_t i = 0; i < stats.size(); ++i) {
+      const Entry& e = order_[i]->second;
+      if (e.cadvisor) cgroups.push_back({*e.cadvisor, std::span(stats[i].v).first(kScalars), stats[i].io});
+    }
+    cadvisor_->emit(out, cgroups, [this](uint32_t major, uint32_t minor) -> const std::string& {
+      return device_name(major, minor);
+    });
   }
 
   KubeletPods* kubelet_ = nullptr;
+  std::optional<CadvisorFamilies> cadvisor_;  // --compat=cadvisor
   size_t max_;
   std::string host_root_;
   double user_hz_;
