@@ -106,6 +106,26 @@ std::string parse_regex(std::string_view text, std::string& out) {
   return {};
 }
 
+// "none", or a comma-separated list of "node_exporter" and "cadvisor".
+std::string parse_compat(std::string_view text, Config& out) {
+  bool node_exporter = false, cadvisor = false;
+  for (size_t start = 0; text != "none" && start <= text.size();) {
+    size_t end = std::min(text.find(',', start), text.size());
+    std::string_view mode = text.substr(start, end - start);
+    if (mode == "node_exporter") {
+      node_exporter = true;
+    } else if (mode == "cadvisor") {
+      cadvisor = true;
+    } else {
+      return "must be none or a comma-separated list of node_exporter and cadvisor, got '" + std::string(text) + "'";
+    }
+    start = end + 1;
+  }
+  out.node_exporter_compat = node_exporter;
+  out.cadvisor_compat = cadvisor;
+  return {};
+}
+
 // "[host]:port" or "host:port" with a numeric port; an empty host means every address.
 std::string parse_listen_address(std::string_view text, std::string& out) {
   size_t colon = text.rfind(':');
@@ -177,19 +197,16 @@ std::vector<Option> make_options() {
                },
                [](const Config& c) { return format_duration(c.history); }});
   o.push_back({"compat", "compat", false,
-               "'node_exporter' exports node_exporter's names (node_ prefix) for the metrics it shares; "
-               "'none' keeps the nodeperf_ names.",
-               [](Config& c, std::string_view v) -> std::string {
-                 if (v == "node_exporter") {
-                   c.node_exporter_compat = true;
-                 } else if (v == "none") {
-                   c.node_exporter_compat = false;
-                 } else {
-                   return "must be none or node_exporter, got '" + std::string(v) + "'";
-                 }
-                 return {};
-               },
-               [](const Config& c) { return std::string(c.node_exporter_compat ? "node_exporter" : "none"); }});
+               "Extra names for other exporters' dashboards, a comma-separated list, or none. 'node_exporter' "
+               "exports node_exporter's names (node_ prefix) for the metrics it shares, instead of nodeperf_. "
+               "'cadvisor' adds cAdvisor's container_* families for pod and container cgroups, beside "
+               "nodeperf_cgroup_* (see docs/cgroups.md).",
+               [](Config& c, std::string_view v) { return parse_compat(v, c); },
+               [](const Config& c) {
+                 std::string modes = c.node_exporter_compat ? "node_exporter" : "";
+                 if (c.cadvisor_compat) modes += modes.empty() ? "cadvisor" : ",cadvisor";
+                 return modes.empty() ? std::string("none") : modes;
+               }});
   o.push_back({"log.level", "log.level", false, "Least severe log level written: debug, info, warn or error.",
                [](Config& c, std::string_view v) -> std::string {
                  static const std::pair<std::string_view, LogLevel> levels[] = {

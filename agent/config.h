@@ -24,7 +24,8 @@ struct Config {
   unsigned max_request_bytes = 8192;
   std::chrono::milliseconds tick{1000};
   std::chrono::milliseconds history{600'000};  // snapshots kept for the JSON API
-  bool node_exporter_compat = false;
+  bool node_exporter_compat = false;  // compat: node_exporter
+  bool cadvisor_compat = false;       // compat: cadvisor
   std::map<std::string, bool, std::less<>> collectors;  // every collector by name: enabled?
   std::string diskstats_device_exclude;
   std::string netdev_device_exclude;

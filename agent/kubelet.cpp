@@ -155,7 +155,7 @@ std::optional<PodNamesByUid> parse_pod_list(std::string_view text, std::string& 
           std::string_view id = strip_runtime_prefix(string_field(c, "containerID"));
           std::string_view name = string_field(c, "name");
           if (id.empty() || name.empty()) continue;  // not started yet
-          names.containers.emplace(std::string(id), std::string(name));
+          names.containers.emplace(std::string(id), PodContainer{std::string(name), std::string(string_field(c, "image"))});
         }
       }
     }

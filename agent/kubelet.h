@@ -26,10 +26,15 @@
 
 namespace nodeperf {
 
+struct PodContainer {
+  std::string name;
+  std::string image;  // as the kubelet's status reports it: "docker.io/library/nginx:1.25"
+};
+
 struct PodNames {
   std::string namespace_name, pod;
-  // container ID (runtime prefix like containerd:// stripped) -> container name
-  std::map<std::string, std::string, std::less<>> containers;
+  // container ID (runtime prefix like containerd:// stripped) -> name and image
+  std::map<std::string, PodContainer, std::less<>> containers;
 };
 
 // Pod UID -> names.
@@ -37,7 +42,8 @@ using PodNamesByUid = std::map<std::string, PodNames, std::less<>>;
 
 // Parses a PodList as the kubelet's /pods returns it: items[].metadata
 // .{uid,namespace,name} and items[].status.{containerStatuses,
-// initContainerStatuses,ephemeralContainerStatuses}[].{name,containerID}.
+// initContainerStatuses,ephemeralContainerStatuses}[].{name,containerID,
+// image}.
 // Pods without a UID and containers without an ID (not started yet) are
 // left out. nullopt, with `error` set, if the text is not a PodList.
 std::optional<PodNamesByUid> parse_pod_list(std::string_view json, std::string& error);

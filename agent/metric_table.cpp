@@ -1,6 +1,7 @@
 #include "agent/metric_table.h"
 
 #include "agent/kubelet.h"
+#include "collectors/cgroups_cadvisor.h"
 #include "collectors/collector.h"
 
 namespace nodeperf {
@@ -69,6 +70,7 @@ std::vector<const MetricInfo*> all_metrics() {
   std::vector<const MetricInfo*> out;
   for (const MetricInfo& m : agent_metrics()) out.push_back(&m);
   for (const MetricInfo& m : kubelet_metrics()) out.push_back(&m);
+  for (const MetricInfo& m : cadvisor_metrics()) out.push_back(&m);
   for (const CollectorFactory& f : collector_factories()) {
     for (const MetricInfo& m : f.metrics) out.push_back(&m);
   }

@@ -17,6 +17,7 @@
 #include "agent/k8s_paths.h"
 #include "agent/kubelet.h"
 #include "collectors/cgroup_tree.h"
+#include "collectors/cgroups_cadvisor.h"
 #include "collectors/parse.h"
 #include "collectors/pressure.h"
 #include "collectors/proc_file.h"
@@ -299,6 +300,7 @@ struct Entry {
   std::optional<KubernetesRef> k8s;  // from the path
   bool named = false;                // has the kubelet's names in `labels`
   std::string labels;  // rendered once: cgroup="...",pod_uid="..."[,namespace=...,pod=...,container=...]
+  std::optional<std::string> cadvisor;  // with --compat=cadvisor, on pod and container cgroups: cAdvisor's labels
   DirFds dirs;
   CgroupStats stats, prev;  // this tick's figures and the last tick's
   double rank_base = 0;     // CPU seconds at the last ranking
@@ -319,6 +321,7 @@ class CgroupsCollector final : public Collector {
       source_[s] = dir.empty() ? -1 : hierarchy(dir, config.cgroups_max_depth);
       is_v1_[s] = !from[s]->empty() && s != src_psi;
     }
+    if (config.cadvisor_compat) cadvisor_.emplace(kMetrics);
   }
 
   Status collect(SampleSink& out) override {
@@ -451,7 +454,7 @@ class CgroupsCollector final : public Collector {
     }
   }
 
-  static void render(const std::string& path, Entry& e, const PodNames* names) {
+  void render(const std::string& path, Entry& e, const PodNames* names) const {
     std::vector<Label> labels = {{"cgroup", path}};
     if (e.k8s) {
       labels.push_back({"pod_uid", e.k8s->pod_uid});
@@ -460,12 +463,13 @@ class CgroupsCollector final : public Collector {
       if (names) {
         labels.push_back({"namespace", names->namespace_name});
         labels.push_back({"pod", names->pod});
-        if (!e.k8s->container_id.empty()) labels.push_back({"container", names->containers.find(e.k8s->container_id)->second});
+        if (!e.k8s->container_id.empty()) labels.push_back({"container", names->containers.find(e.k8s->container_id)->second.name});
       }
     }
     e.labels.clear();
     append_labels(e.labels, labels);
     e.named = names != nullptr;
+    if (cadvisor_ && e.k8s) e.cadvisor = cadvisor_labels(path, *e.k8s, names);
   }
 
   // The cgroup's directory for a group of figures, or nullopt when that
@@ -653,9 +657,24 @@ class CgroupsCollector final : public Collector {
     out.add(kMetrics[tracked_metric], static_cast<double>(order_.size()));
     out.add(kMetrics[folded_metric], static_cast<double>(folded_.size()));
     out.add(kMetrics[swaps_metric], static_cast<double>(swaps_));
+    if (cadvisor_) emit_cadvisor(out);
+  }
+
+  // cAdvisor's families for the tracked pod and container cgroups (folded
+  // ones have no series of their own there either).
+  void emit_cadvisor(SampleSink& out) {
+    std::vector<CadvisorCgroup> cgroups;
+    for (const auto* kv : order_) {
+      const Entry& e = kv->second;
+      if (e.cadvisor) cgroups.push_back({*e.cadvisor, std::span(e.stats.v).first(kScalars), e.stats.io});
+    }
+    cadvisor_->emit(out, cgroups, [this](uint32_t major, uint32_t minor) -> const std::string& {
+      return device_name(major, minor);
+    });
   }
 
   KubeletPods* kubelet_ = nullptr;
+  std::optional<CadvisorFamilies> cadvisor_;  // --compat=cadvisor
   size_t max_;
   std::string host_root_;
   double user_hz_;

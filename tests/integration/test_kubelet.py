@@ -29,10 +29,15 @@ POD_B = "11111111-2222-3333-4444-555555555555"
 POD_C = "c0ffee00-1234-4abc-8def-0123456789ab"
 
 
+def image_of(container):
+    return f"registry.example/{container}:1.0"
+
+
 def pod(uid, namespace, name, containers):
     return {"metadata": {"uid": uid, "namespace": namespace, "name": name},
             "status": {"phase": "Running",
-                       "containerStatuses": [{"name": n, "containerID": "containerd://" + cid, "ready": True}
+                       "containerStatuses": [{"name": n, "containerID": "containerd://" + cid, "ready": True,
+                                              "image": image_of(n), "imageID": image_of(n) + "@sha256:" + "0" * 64}
                                              for n, cid in containers]}}
 
 

@@ -76,6 +76,7 @@ TEST_CASE("config: the built-in defaults", "[config]") {
   CHECK(c.max_request_bytes == 8192);
   CHECK(c.tick == 1s);
   CHECK_FALSE(c.node_exporter_compat);
+  CHECK_FALSE(c.cadvisor_compat);
   CHECK(c.diskstats_device_exclude == kDefaultDiskExclude);
   CHECK(c.netdev_device_exclude.empty());
   CHECK(c.log_level == LogLevel::info);
@@ -115,6 +116,7 @@ collector:
     CHECK(c.max_request_bytes == 4096);
     CHECK(c.tick == 250ms);
     CHECK(c.node_exporter_compat);
+    CHECK_FALSE(c.cadvisor_compat);
     CHECK(c.log_level == LogLevel::debug);
     CHECK_FALSE(c.enabled("cpu"));
     CHECK_FALSE(c.enabled("diskstats"));
@@ -135,6 +137,16 @@ collector:
     CHECK(build_config(dir.write("t2.yaml", "tick: 5m\n"), {}).tick == 5min);
     CHECK(build_config(dir.write("t3.yaml", "web:\n  idle_timeout: 1h\n"), {}).idle_timeout == 1h);
     CHECK(build_config(dir.write("t4.yaml", "web:\n  idle_timeout: 90s\n"), {}).idle_timeout == 90s);
+  }
+  SECTION("compat is none or a list of modes") {
+    Config both = build_config(dir.write("c1.yaml", "compat: cadvisor,node_exporter\n"), {});
+    CHECK(both.node_exporter_compat);
+    CHECK(both.cadvisor_compat);
+    Config cadvisor = build_config(dir.write("c2.yaml", "compat: cadvisor\n"), {});
+    CHECK_FALSE(cadvisor.node_exporter_compat);
+    CHECK(cadvisor.cadvisor_compat);
+    Config none = build_config(dir.write("c3.yaml", "compat: none\n"), {});
+    CHECK(none == Config());
   }
   SECTION("listen addresses") {
     CHECK(build_config(dir.write("l1.yaml", "web: {listen_address: '[::1]:9100'}\n"), {}).listen_address ==
@@ -219,7 +231,14 @@ TEST_CASE("config: each bad value in a file names file:line and the key", "[conf
           at(2) + "web.listen_address: an IPv6 host must be in brackets, as in [::1]:19100, got '::1:9100'");
   }
   SECTION("bad enumerations and booleans") {
-    CHECK(error("compat: prometheus\n") == at(1) + "compat: must be none or node_exporter, got 'prometheus'");
+    CHECK(error("compat: prometheus\n") ==
+          at(1) + "compat: must be none or a comma-separated list of node_exporter and cadvisor, got 'prometheus'");
+    CHECK(error("compat: node_exporter,,cadvisor\n") ==
+          at(1) + "compat: must be none or a comma-separated list of node_exporter and cadvisor, got "
+                  "'node_exporter,,cadvisor'");
+    CHECK(error("compat: none,cadvisor\n") ==
+          at(1) + "compat: must be none or a comma-separated list of node_exporter and cadvisor, got "
+                  "'none,cadvisor'");
     CHECK(error("log:\n  level: verbose\n") == at(2) + "log.level: must be debug, info, warn or error, got 'verbose'");
     CHECK(error("collector:\n  cpu: maybe\n") == at(2) + "collector.cpu: must be true or false, got 'maybe'");
     CHECK(error("collector:\n  cpu: {enabled: 1}\n") == at(2) + "collector.cpu.enabled: must be true or false, got '1'");
@@ -273,6 +292,8 @@ TEST_CASE("config: bad flag values name the flag", "[config][flags][errors]") {
         "flag --collector.cpu: must be true or false, got 'maybe'");
   CHECK(error_of([] { build_config("", {{"host-root", "/nonexistent/nodeperf"}}); }) ==
         "flag --host-root: '/nonexistent/nodeperf' is not a directory");
+  CHECK(error_of([] { build_config("", {{"compat", "cadvisor,kubelet"}}); }) ==
+        "flag --compat: must be none or a comma-separated list of node_exporter and cadvisor, got 'cadvisor,kubelet'");
   CHECK(error_of([] { build_config("", {{"bogus", "1"}}); }) == "unknown flag --bogus");
 }
 

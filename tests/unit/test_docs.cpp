@@ -80,7 +80,8 @@ TEST_CASE("metric names follow the Prometheus conventions") {
   for (const nodeperf::MetricInfo* m : nodeperf::all_metrics()) {
     std::string_view name = m->name;
     INFO(name);
-    CHECK((name.starts_with("nodeperf_") || name.starts_with("process_")));
+    // container_*: cAdvisor's names, kept for its dashboards (--compat=cadvisor).
+    CHECK((name.starts_with("nodeperf_") || name.starts_with("process_") || name.starts_with("container_")));
     if (m->type == nodeperf::MetricType::counter) CHECK(name.ends_with("_total"));
     if (m->type != nodeperf::MetricType::counter) CHECK_FALSE(name.ends_with("_total"));
     CHECK_FALSE(m->help.empty());

@@ -23,7 +23,8 @@ constexpr std::string_view kPodList = R"({
      "status": {"phase": "Running",
        "initContainerStatuses": [{"name": "init-db", "containerID": "containerd://aaaa000000000000000000000000000000000000000000000000000000000001"}],
        "containerStatuses": [
-         {"name": "nginx", "containerID": "containerd://bbbb000000000000000000000000000000000000000000000000000000000002", "ready": true},
+         {"name": "nginx", "containerID": "containerd://bbbb000000000000000000000000000000000000000000000000000000000002", "ready": true,
+          "image": "docker.io/library/nginx:1.25", "imageID": "docker.io/library/nginx@sha256:0d17b565c37bcbd895e9d92315a05c1c3c9a29f762b011a10c54a66cd53c9b31"},
          {"name": "sidecar", "containerID": "cri-o://cccc000000000000000000000000000000000000000000000000000000000003"}],
        "ephemeralContainerStatuses": [{"name": "debugger-x1", "containerID": "docker://dddd000000000000000000000000000000000000000000000000000000000004"}]}},
     {"metadata": {"name": "pending-0", "namespace": "batch", "uid": "11111111-2222-3333-4444-555555555555"},
@@ -52,10 +53,13 @@ TEST_CASE("a kubelet PodList gives names by pod UID and container ID") {
   CHECK(web.namespace_name == "shop");
   CHECK(web.pod == "web-7d4b9c");
   CHECK(web.containers.size() == 4);  // init, two containers, ephemeral
-  CHECK(web.containers.at("aaaa000000000000000000000000000000000000000000000000000000000001") == "init-db");
-  CHECK(web.containers.at("bbbb000000000000000000000000000000000000000000000000000000000002") == "nginx");
-  CHECK(web.containers.at("cccc000000000000000000000000000000000000000000000000000000000003") == "sidecar");
-  CHECK(web.containers.at("dddd000000000000000000000000000000000000000000000000000000000004") == "debugger-x1");
+  CHECK(web.containers.at("aaaa000000000000000000000000000000000000000000000000000000000001").name == "init-db");
+  const PodContainer& nginx = web.containers.at("bbbb000000000000000000000000000000000000000000000000000000000002");
+  CHECK(nginx.name == "nginx");
+  CHECK(nginx.image == "docker.io/library/nginx:1.25");  // the image as asked for, not imageID
+  CHECK(web.containers.at("cccc000000000000000000000000000000000000000000000000000000000003").image.empty());
+  CHECK(web.containers.at("cccc000000000000000000000000000000000000000000000000000000000003").name == "sidecar");
+  CHECK(web.containers.at("dddd000000000000000000000000000000000000000000000000000000000004").name == "debugger-x1");
 
   SECTION("a pod whose containers have not started has names but no container IDs") {
     const PodNames& pending = pods->at("11111111-2222-3333-4444-555555555555");
@@ -65,7 +69,7 @@ TEST_CASE("a kubelet PodList gives names by pod UID and container ID") {
   }
   SECTION("a static pod keeps the kubelet's own UID; an ID without a runtime prefix is kept as is") {
     const PodNames& api = pods->at("4f0f3b2e9c1d8a7b6c5d4e3f2a1b0c9d");
-    CHECK(api.containers.at("e5e5000000000000000000000000000000000000000000000000000000000005") == "kube-apiserver");
+    CHECK(api.containers.at("e5e5000000000000000000000000000000000000000000000000000000000005").name == "kube-apiserver");
   }
   SECTION("missing names and a null status are empty, not errors") {
     const PodNames& bare = pods->at("99999999-8888-7777-6666-555555555555");
@@ -126,7 +130,7 @@ TEST_CASE("wrong types inside a pod are skipped, not trusted") {
   CHECK(p.pod.empty());
   CHECK(p.namespace_name.empty());
   REQUIRE(p.containers.size() == 1);
-  CHECK(p.containers.at("j") == "ok");
+  CHECK(p.containers.at("j").name == "ok");
 }
 
 TEST_CASE("${NODE_NAME} and $(NODE_NAME) in the kubelet URL come from the environment") {
