@@ -13,6 +13,11 @@ SeriesLayout::SeriesLayout(const Snapshot& snapshot) {
     families.push_back({f.info, f.name, f.samples.size()});
     for (const Sample& s : f.samples) series.push_back({s.suffix, s.labels});
   }
+  // A string's characters are on the heap past the short-string buffer.
+  auto heap = [](const std::string& s) { return s.capacity() > 15 ? s.capacity() + 1 : 0; };
+  bytes = sizeof(*this) + families.capacity() * sizeof(Family) + series.capacity() * sizeof(Series);
+  for (const Family& f : families) bytes += heap(f.name);
+  for (const Series& s : series) bytes += heap(s.labels);
 }
 
 bool SeriesLayout::matches(const Snapshot& snapshot) const {
@@ -48,7 +53,10 @@ void History::set_capacity(size_t capacity) {
 
 void History::trim() {
   while (entries_.size() > capacity_ || (bytes_ > max_bytes_ && entries_.size() > 1)) {
-    bytes_ -= entries_.front().values.size() * sizeof(double);
+    const HistoryEntry& oldest = entries_.front();
+    bytes_ -= oldest.values.size() * sizeof(double);
+    // Entries sharing a layout are consecutive: it goes with the last of them.
+    if (entries_.size() == 1 || entries_[1].layout != oldest.layout) bytes_ -= oldest.layout->bytes;
     entries_.pop_front();
   }
 }
@@ -64,6 +72,7 @@ void History::add(const Snapshot& snapshot) {
     entry.layout = entries_.back().layout;
   } else {
     entry.layout = std::make_shared<const SeriesLayout>(snapshot);
+    bytes_ += entry.layout->bytes;
   }
   bytes_ += entry.values.size() * sizeof(double);
   entries_.push_back(std::move(entry));

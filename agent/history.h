@@ -2,8 +2,9 @@
 // through them): a bounded ring of the last `history` of ticks. An entry
 // holds the time and the values only; the list of series (names, help,
 // labels) is one shared SeriesLayout for as long as it does not change, so
-// an entry costs 8 bytes per series plus a small constant. The values are
-// also capped in bytes, so a node with many series keeps a shorter history
+// an entry costs 8 bytes per series plus a small constant. The values and
+// the layouts are also capped in bytes, so a node with many series, or with
+// series that change every tick (cgroup churn), keeps a shorter history
 // rather than a larger agent.
 #pragma once
 
@@ -34,6 +35,7 @@ struct SeriesLayout {
   };
   std::vector<Family> families;
   std::vector<Series> series;
+  size_t bytes = 0;  // memory it holds, about: counted against the history's cap
 
   explicit SeriesLayout(const Snapshot& snapshot);
   bool matches(const Snapshot& snapshot) const;  // same series in the same order
@@ -52,7 +54,7 @@ double unix_seconds(std::chrono::system_clock::time_point t);
 // Entries kept for `history` at one per `tick`: history / tick, at least 1.
 size_t history_capacity(std::chrono::milliseconds history, std::chrono::milliseconds tick);
 
-// The cap on the history's values: 32 MiB is 10 minutes at 1 s of 7,000
+// The cap on the history's values and layouts: 32 MiB is 10 minutes at 1 s of 7,000
 // series, or about 2 minutes of 30,000 (1,000 containers).
 constexpr size_t kHistoryMaxBytes = 32 << 20;
 
@@ -76,7 +78,7 @@ class History {
 
   size_t capacity_;
   size_t max_bytes_;
-  size_t bytes_ = 0;                  // of the entries' values
+  size_t bytes_ = 0;                  // of the entries' values and their layouts, each layout once
   std::deque<HistoryEntry> entries_;  // oldest first
 };
 

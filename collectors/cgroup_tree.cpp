@@ -55,6 +55,7 @@ void CgroupHierarchy::rescan() {
   if (inotify_ >= 0) ::close(inotify_);
   inotify_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   watches_.clear();
+  watched_.clear();
   paths_.clear();
   ++generation_;
   lost_ = false;
@@ -71,10 +72,12 @@ void CgroupHierarchy::add(const std::string& path, unsigned depth) {
     int wd = ::inotify_add_watch(inotify_, dir.c_str(), kWatchMask);
     if (wd >= 0) {
       watches_[wd] = path;
+      watched_[path] = wd;
     } else if (errno == ENOSPC || errno == ENOMEM) {
       ::close(inotify_);  // out of watches: fall back to walking
       inotify_ = -1;
       watches_.clear();
+      watched_.clear();
     }
   }
   DIR* d = ::opendir(dir.c_str());
@@ -100,6 +103,20 @@ void CgroupHierarchy::remove(const std::string& path) {
     it = paths_.erase(it);
     ++generation_;
   }
+  // Unlike other file systems, cgroupfs sends no IN_DELETE_SELF/IN_IGNORED
+  // for a removed directory: its watch would stay, pinning the inode and
+  // counting against fs.inotify.max_user_watches, until the descriptor is
+  // closed. So drop the subtree's watches here. (A directory of the same
+  // name made since is watched again when its IN_CREATE, queued after this
+  // IN_DELETE, is read; watch descriptors are not reused soon, so the
+  // IN_IGNORED this causes cannot hit a newer watch.)
+  auto drop = [this](auto it) {
+    ::inotify_rm_watch(inotify_, it->second);  // EINVAL if the kernel dropped it already
+    watches_.erase(it->second);
+    return watched_.erase(it);
+  };
+  if (auto it = watched_.find(path); it != watched_.end()) drop(it);
+  for (auto it = watched_.lower_bound(prefix); it != watched_.end() && it->first.starts_with(prefix);) it = drop(it);
 }
 
 void CgroupHierarchy::refresh() {
@@ -120,7 +137,10 @@ void CgroupHierarchy::refresh() {
         continue;
       }
       if (ev->mask & IN_IGNORED) {
-        watches_.erase(ev->wd);
+        if (auto w = watches_.find(ev->wd); w != watches_.end()) {
+          if (auto p = watched_.find(w->second); p != watched_.end() && p->second == ev->wd) watched_.erase(p);
+          watches_.erase(w);
+        }
         continue;
       }
       if (!(ev->mask & IN_ISDIR) || ev->len == 0) continue;

@@ -62,6 +62,9 @@ class CgroupHierarchy {
   int inotify_ = -1;
   bool lost_ = true;  // events may be missing: walk at the next refresh
   std::unordered_map<int, std::string> watches_;  // watch descriptor -> path
+  // path -> watch descriptor, ordered so a removed subtree's watches are one
+  // range. cgroupfs never drops the watch of a removed directory itself.
+  std::map<std::string, int, std::less<>> watched_;
   std::map<std::string, CgroupDirEntry, std::less<>> paths_;
   uint64_t generation_ = 0;
 };

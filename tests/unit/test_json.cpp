@@ -163,7 +163,8 @@ TEST_CASE("The history ring keeps the newest entries and drops the oldest") {
 }
 
 TEST_CASE("The history ring keeps its values under the byte cap, and always the newest") {
-  History history(100, 3 * sizeof(double));  // room for three one-series entries
+  // Room for three one-series entries and the layout they share.
+  History history(100, SeriesLayout(snapshot(0, 0)).bytes + 3 * sizeof(double));
   for (int i = 0; i < 5; ++i) history.add(snapshot(100 + i, i));
   REQUIRE(history.size() == 3);
   CHECK(unix_seconds(history.oldest().time) == 102);
@@ -173,6 +174,29 @@ TEST_CASE("The history ring keeps its values under the byte cap, and always the 
   tiny.add(snapshot(101, 1));
   REQUIRE(tiny.size() == 1);
   CHECK(unix_seconds(tiny.newest().time) == 101);
+}
+
+TEST_CASE("Layouts count against the byte cap too, each once") {
+  // Series that change every tick (cgroup churn) make a layout per entry:
+  // about 12 times the values' bytes here, and uncounted they let the
+  // history grow far past the cap.
+  History same(100, 16 * 1024), changing(100, 16 * 1024);
+  for (int i = 0; i < 100; ++i) {
+    same.add(snapshot(100 + i, i, "/kubepods/burstable/pod0123"));
+    changing.add(snapshot(100 + i, i, "/kubepods/burstable/pod" + std::to_string(1000 + i)));
+  }
+  CHECK(same.size() == 100);  // one layout, shared
+  REQUIRE(changing.size() < 100);
+  CHECK(unix_seconds(changing.newest().time) == 199);
+  size_t held = 0;  // what the kept entries hold, each layout once
+  const SeriesLayout* last = nullptr;
+  for (double t = unix_seconds(changing.oldest().time); t <= 199; ++t) {
+    const HistoryEntry& e = changing.at_or_before(t);
+    held += e.values.size() * sizeof(double) + (e.layout.get() != last ? e.layout->bytes : 0);
+    last = e.layout.get();
+    CHECK(e.layout->bytes > e.layout->series[0].labels.size());
+  }
+  CHECK(held <= 16 * 1024);
 }
 
 TEST_CASE("Consecutive entries with the same series share one layout") {
