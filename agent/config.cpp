@@ -314,6 +314,10 @@ std::vector<Option> make_options() {
                "Most cgroups with series of their own; the rest are summed into cgroup=\"other\" series (docs/cgroups.md).",
                [](Config& c, std::string_view v) { return parse_uint(v, 1, 1'000'000, c.cgroups_max); },
                [](const Config& c) { return std::to_string(c.cgroups_max); }});
+  o.push_back({"collector.cgroups.max_io_series", "collector.cgroups.max-io-series", false,
+               "Most (cgroup, device) series of each cgroup IO family; the IO of later cgroups goes to cgroup=\"other\".",
+               [](Config& c, std::string_view v) { return parse_uint(v, 0, 10'000'000, c.cgroups_max_io_series); },
+               [](const Config& c) { return std::to_string(c.cgroups_max_io_series); }});
   return o;
 }
 

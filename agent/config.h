@@ -32,6 +32,7 @@ struct Config {
   std::string cgroups_include, cgroups_exclude;  // regexes over the cgroup path; empty = no filter
   unsigned cgroups_max_depth = 4;
   unsigned cgroups_max = 2000;
+  unsigned cgroups_max_io_series = 4000;
   LogLevel log_level = LogLevel::info;
   int histogram_schema = 3;
   std::chrono::milliseconds histogram_window{60'000};

@@ -86,6 +86,8 @@ constexpr MetricInfo kMetrics[] = {
      "Cgroups over --collector.cgroups.max: their figures are summed into the cgroup=\"other\" series."},
     {"nodeperf_cgroups_rank_swaps_total", MetricType::counter, "", "cgroupfs",
      "Times a busier folded cgroup took the own series of a quieter tracked one (ranked every minute by CPU)."},
+    {"nodeperf_cgroups_io_folded", MetricType::gauge, "", "cgroupfs",
+     "Tracked cgroups whose IO series are summed into cgroup=\"other\" (over --collector.cgroups.max-io-series)."},
     {"nodeperf_cgroup_info", MetricType::gauge, kLabels, "cgroup path, kubelet",
      "1 per tracked cgroup, with its Kubernetes labels: join per-cgroup series that carry only `cgroup` (the eBPF "
      "ones) on it with group_left."},
@@ -102,6 +104,7 @@ enum : size_t {
   tracked_metric = io_first + 4,
   folded_metric,
   swaps_metric,
+  io_folded_metric,
   info_metric,
   inactive_file = kScalars,  // a scratch slot after the scalars: working set = usage - inactive_file
   kSlots,
@@ -304,12 +307,15 @@ struct Entry {
   DirFds dirs;
   CgroupStats stats, prev;  // this tick's figures and the last tick's
   double rank_base = 0;     // CPU seconds at the last ranking
+  bool own_io = false;      // tracked with IO series of its own (see grant_io)
 };
 
 class CgroupsCollector final : public Collector {
  public:
   explicit CgroupsCollector(const Config& config)
-      : max_(config.cgroups_max), host_root_(config.host_root), user_hz_(static_cast<double>(::sysconf(_SC_CLK_TCK))) {
+      : max_(config.cgroups_max),
+        max_io_series_(config.cgroups_max_io_series),
+        host_root_(config.host_root), user_hz_(static_cast<double>(::sysconf(_SC_CLK_TCK))) {
     if (!config.cgroups_include.empty()) include_.emplace(config.cgroups_include, std::regex::ECMAScript);
     if (!config.cgroups_exclude.empty()) exclude_.emplace(config.cgroups_exclude, std::regex::ECMAScript);
     CgroupLayout l = detect_cgroup_layout(config.host_root);
@@ -337,6 +343,7 @@ class CgroupsCollector final : public Collector {
       }
     }
     ++tick_;
+    grant_io();
     fold();
     emit(out);
     return problems.status();
@@ -415,6 +422,7 @@ class CgroupsCollector final : public Collector {
       if (used(out[i]->second) <= 2 * used(in[i]->second) + 1e-3) break;
       out[i]->second.tracked = true;
       in[i]->second.tracked = false;
+      in[i]->second.own_io = false;
       ++swaps_;
       swapped = true;
     }
@@ -588,20 +596,46 @@ class CgroupsCollector final : public Collector {
           other_gauges_[m] = other_gauges_[m].value_or(0) + *e.stats.v[m];
         }
       }
-      for (const CgroupDeviceIo& d : e.stats.io) {
-        const CgroupDeviceIo* before = nullptr;
+      fold_io(e);
+    }
+    for (const auto* kv : order_) {
+      if (!kv->second.own_io) fold_io(kv->second);
+    }
+  }
+
+  void fold_io(const Entry& e) {
+    for (const CgroupDeviceIo& d : e.stats.io) {
+      const CgroupDeviceIo* before = nullptr;
         for (const CgroupDeviceIo& b : e.prev.io) {
           if (b.major == d.major && b.minor == d.minor) before = &b;
         }
-        CgroupDeviceIo& sum = other_io_.try_emplace(uint64_t{d.major} << 32 | d.minor, CgroupDeviceIo{d.major, d.minor})
-                                  .first->second;
-        if (!before || !e.prev.read) continue;
-        auto grew = [](uint64_t now, uint64_t then) { return now > then ? now - then : 0; };
-        sum.read_bytes += grew(d.read_bytes, before->read_bytes);
-        sum.written_bytes += grew(d.written_bytes, before->written_bytes);
-        sum.reads += grew(d.reads, before->reads);
-        sum.writes += grew(d.writes, before->writes);
+      CgroupDeviceIo& sum = other_io_.try_emplace(uint64_t{d.major} << 32 | d.minor, CgroupDeviceIo{d.major, d.minor})
+                                .first->second;
+      if (!before || !e.prev.read) continue;
+      auto grew = [](uint64_t now, uint64_t then) { return now > then ? now - then : 0; };
+      sum.read_bytes += grew(d.read_bytes, before->read_bytes);
+      sum.written_bytes += grew(d.written_bytes, before->written_bytes);
+      sum.reads += grew(d.reads, before->reads);
+      sum.writes += grew(d.writes, before->writes);
+    }
+  }
+
+  // The IO families' own budget: a tracked cgroup gets (cgroup, device)
+  // series of its own while fewer than max_io_series exist, and keeps them
+  // (with any device it starts using) while tracked; the IO of the others
+  // goes to `other`. Soft: a cgroup with its own IO series that starts on a
+  // new device may pass the budget by that device.
+  void grant_io() {
+    size_t own = 0;
+    for (const auto* kv : order_) own += kv->second.own_io ? kv->second.stats.io.size() : 0;
+    io_folded_ = 0;
+    for (auto* kv : order_) {
+      Entry& e = kv->second;
+      if (!e.own_io && !e.stats.io.empty() && own + e.stats.io.size() <= max_io_series_) {
+        e.own_io = true;
+        own += e.stats.io.size();
       }
+      io_folded_ += !e.own_io && !e.stats.io.empty();
     }
   }
 
@@ -639,6 +673,7 @@ class CgroupsCollector final : public Collector {
     }
     std::vector<std::string> labels;  // per (cgroup, device), rendered once for the four families
     for (const auto* kv : order_) {
+      if (!kv->second.own_io) continue;
       for (const CgroupDeviceIo& d : kv->second.stats.io) labels.push_back(io_labels(kv->second.labels, d));
     }
     for (const auto& [key, d] : other_io_) labels.push_back(io_labels(kOther, d));
@@ -649,6 +684,7 @@ class CgroupsCollector final : public Collector {
         out.add_rendered(kMetrics[io_first + m], static_cast<double>(v), labels[k++]);
       };
       for (const auto* kv : order_) {
+        if (!kv->second.own_io) continue;
         for (const CgroupDeviceIo& d : kv->second.stats.io) add(d);
       }
       for (const auto& [key, d] : other_io_) add(d);
@@ -657,6 +693,7 @@ class CgroupsCollector final : public Collector {
     out.add(kMetrics[tracked_metric], static_cast<double>(order_.size()));
     out.add(kMetrics[folded_metric], static_cast<double>(folded_.size()));
     out.add(kMetrics[swaps_metric], static_cast<double>(swaps_));
+    out.add(kMetrics[io_folded_metric], static_cast<double>(io_folded_));
     if (cadvisor_) emit_cadvisor(out);
   }
 
@@ -675,7 +712,7 @@ class CgroupsCollector final : public Collector {
 
   KubeletPods* kubelet_ = nullptr;
   std::optional<CadvisorFamilies> cadvisor_;  // --compat=cadvisor
-  size_t max_;
+  size_t max_, max_io_series_;
   std::string host_root_;
   double user_hz_;
   std::optional<std::regex> include_, exclude_;
@@ -691,6 +728,7 @@ class CgroupsCollector final : public Collector {
   uint64_t tick_ = 0;
   unsigned ticks_since_rank_ = 0;
   uint64_t swaps_ = 0;
+  size_t io_folded_ = 0;  // tracked cgroups whose IO is in `other`
   std::array<std::optional<double>, kScalars> other_counters_, other_gauges_;
   std::map<uint64_t, CgroupDeviceIo> other_io_;  // by device
   FileReader reader_;

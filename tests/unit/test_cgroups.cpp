@@ -319,3 +319,27 @@ TEST_CASE("cgroups: over the budget, the rest fold into `other` and the busiest 
   CHECK(r.snapshot.find("nodeperf_cgroups_tracked")->samples.at(0).value == 2);
   fs::remove_all(root);
 }
+
+TEST_CASE("cgroups: the IO families' own budget folds later cgroups' IO into `other`") {
+  namespace fs = std::filesystem;
+  fs::path root = fs::temp_directory_path() / ("nodeperf-cgroups-io-" + std::to_string(getpid()));
+  fs::remove_all(root);
+  fs::copy(std::string(NODEPERF_FIXTURES) + "/cgroups/v2-cgroupfs", root, fs::copy_options::recursive);
+  fs::path cg = root / "sys/fs/cgroup";
+  write(cg / "kubepods/io.stat", "8:0 rbytes=4096 wbytes=0 rios=1 wios=0\n");
+  write(cg / "kubepods/burstable/io.stat", "8:0 rbytes=8192 wbytes=0 rios=2 wios=0\n");
+  Config config;
+  config.host_root = root.string();
+  config.cgroups_max_io_series = 1;
+  auto c = kCgroupsCollector.make(config);
+  Run r = collect(*c);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_io_read_bytes_total", "/kubepods", "device=") == 4096);
+  CHECK_FALSE(value(r.snapshot, "nodeperf_cgroup_io_read_bytes_total", "/kubepods/burstable", "device="));
+  CHECK(value(r.snapshot, "nodeperf_cgroup_cpu_usage_seconds_total", "/kubepods/burstable"));  // the rest stays its own
+  CHECK(r.snapshot.find("nodeperf_cgroups_io_folded")->samples.at(0).value == 1);
+  write(cg / "kubepods/burstable/io.stat", "8:0 rbytes=20480 wbytes=0 rios=5 wios=0\n");
+  r = collect(*c);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_io_read_bytes_total", "other", "device=\"8:0\"") == 12288);
+  CHECK(value(r.snapshot, "nodeperf_cgroup_io_reads_total", "other", "device=\"8:0\"") == 3);
+  fs::remove_all(root);
+}
