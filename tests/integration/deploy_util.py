@@ -193,3 +193,49 @@ def disk_io(blocks=64):
                        check=True, timeout=30)
     finally:
         os.unlink(path)
+
+
+class PodKubelet:
+    """A stand-in for the kubelet's pods API on 127.0.0.1 (HTTPS with a
+    self-signed certificate made by the openssl CLI, no token asked),
+    listing the pods given: [(uid, namespace, name, [(container, id)])]."""
+
+    def __init__(self, workdir, pods):
+        import http.server
+        import ssl
+        import subprocess
+        import threading
+        self.cert = os.path.join(workdir, "kubelet.crt")
+        key = os.path.join(workdir, "kubelet.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", self.cert], check=True, capture_output=True, timeout=60)
+        body = json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [
+            {"metadata": {"uid": uid, "namespace": ns, "name": name},
+             "status": {"phase": "Running", "containerStatuses": [
+                 {"name": c, "containerID": "containerd://" + cid, "ready": True} for c, cid in containers]}}
+            for uid, ns, name, containers in pods]}).encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                self.send_response(200 if self.path == "/pods" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(self.cert, key)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}/pods"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
