@@ -8,9 +8,12 @@ import json
 import os
 import re
 
-import yaml
-
 from harness import SOURCE_DIR, skip
+
+try:
+    import yaml
+except ImportError:
+    skip("python3-yaml not installed (scripts/setup.sh installs it)")
 
 DEPLOY = os.path.join(SOURCE_DIR, "deploy")
 VALIDATOR_DIR = os.path.join(SOURCE_DIR, "tests", "deploy")

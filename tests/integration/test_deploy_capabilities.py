@@ -11,7 +11,6 @@ probes load under a 64 KiB memlock limit without it."""
 
 import os
 import re
-import shutil
 import stat
 import subprocess
 import sys

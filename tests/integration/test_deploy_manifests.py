@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 
-import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import BIN, Checks  # noqa: E402

@@ -29,12 +29,11 @@ import tempfile
 import time
 import urllib.parse
 
-import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
 import bpfutil  # noqa: E402
 from harness import Agent, Checks, free_port, http_get, require_root, require_tool, wait_until  # noqa: E402
-from deploy_util import (PodKubelet, dashboard_queries, disk_io, find, recorded_names, rule_groups,  # noqa: E402
+from deploy_util import (PodKubelet, dashboard_queries, disk_io, find, recorded_names, rule_groups, yaml,  # noqa: E402
                          substitute_variables)
 
 NODE = "node-1"

@@ -12,11 +12,10 @@ import subprocess
 import sys
 import tempfile
 
-import yaml
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import SOURCE_DIR, Checks, require_tool  # noqa: E402
-from deploy_util import VALIDATOR_DIR, rule_groups, write_rule_file  # noqa: E402
+from deploy_util import VALIDATOR_DIR, rule_groups, write_rule_file, yaml  # noqa: E402
 
 T = Checks()
 PROMTOOL = None
