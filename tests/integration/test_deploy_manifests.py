@@ -18,7 +18,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import BIN, Checks  # noqa: E402
-from deploy_util import VALIDATOR_DIR, find, load_manifests, manifest_files, require_validator  # noqa: E402
+from deploy_util import VALIDATOR_DIR, find, load_manifests, manifest_files, require_validator, yaml  # noqa: E402
 
 EXPECTED_KINDS = {"Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet", "Service",
                   "ServiceMonitor", "PrometheusRule"}
@@ -31,12 +31,32 @@ def validate(node, files):
     return r.returncode, r.stdout + r.stderr
 
 
+def privileged_variant(path):
+    """docs/operations.md's variant for kernels older than 5.8 or without
+    BTF: the container's securityContext replaced by privileged, and no
+    btf volume. Written to `path`, to be validated like the rest."""
+    docs = [d for _, d in load_manifests() if d["kind"] == "DaemonSet"]
+    (ds,) = copy.deepcopy(docs)
+    pod = ds["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    c["securityContext"] = {"privileged": True, "readOnlyRootFilesystem": True}
+    c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != "btf"]
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "btf"]
+    ds["metadata"]["name"] = "nodeperf-privileged"
+    with open(path, "w") as f:
+        yaml.safe_dump(ds, f, sort_keys=False)
+
+
 def test_schemas():
     t, node = T, NODE
     files = manifest_files()
-    rc, out = validate(node, files)
-    print(out.strip())
-    t.check(rc == 0, f"deploy/ manifests do not validate (exit {rc})")
+    tmp = tempfile.mkdtemp(prefix="nodeperf-deploy-")
+    variant = os.path.join(tmp, "privileged-variant.yaml")
+    privileged_variant(variant)
+    rc, out = validate(node, files + [variant])
+    shutil.rmtree(tmp, ignore_errors=True)
+    print(out.strip().replace(tmp + "/", ""))
+    t.check(rc == 0, f"deploy/ manifests (or the documented privileged variant) do not validate (exit {rc})")
     kinds = {d["kind"] for _, d in load_manifests()}
     t.check(kinds == EXPECTED_KINDS, f"kinds in deploy/: {sorted(kinds)}, want {sorted(EXPECTED_KINDS)}")
     for f, d in load_manifests():
