@@ -16,6 +16,9 @@ packages=(
   prometheus prometheus-node-exporter
   # eBPF tests and benchmarks: peers and load generators
   libbpf-tools bpftrace fio stress-ng linux-perf iproute2 util-linux mount e2fsprogs
+  # deployment tests: manifests read in Python, validated offline with npm's
+  # kubernetes-models (tests/deploy/package.json), capabilities cut with setpriv
+  python3-yaml nodejs
 )
 
 if [[ $(id -u) -ne 0 ]]; then
@@ -49,4 +52,34 @@ if ((${#missing[@]})); then
   echo "setup.sh: installed ${missing[*]}"
 else
   echo "setup.sh: all ${#packages[@]} packages present"
+fi
+
+# npm: Debian's nodejs leaves it to the npm package; a nodejs that bundles
+# its own npm (and conflicts with Debian's) is kept as it is.
+if ! command -v npm >/dev/null; then
+  if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm; } \
+      >/tmp/nodeperf-setup-npm.log 2>&1; then
+    tail -n 30 /tmp/nodeperf-setup-npm.log >&2
+    echo "setup.sh: apt-get failed installing npm" >&2
+    exit 1
+  fi
+  echo "setup.sh: installed npm"
+fi
+
+# The offline manifest validator's npm packages, pinned by
+# tests/deploy/package-lock.json, into tests/deploy/node_modules (ignored by
+# git). `npm ci` runs again only when the lock file changed.
+deploy_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy"
+stamp="$deploy_dir/node_modules/.nodeperf-lock.sha256"
+want=$(sha256sum "$deploy_dir/package-lock.json" | cut -d' ' -f1)
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+  log=$(mktemp /tmp/nodeperf-setup-npm.XXXXXX.log)
+  if ! (cd "$deploy_dir" && npm ci --no-audit --no-fund --loglevel=error) >"$log" 2>&1; then
+    tail -n 30 "$log" >&2
+    echo "setup.sh: npm ci failed in $deploy_dir (full log: $log)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  echo "$want" > "$stamp"
+  echo "setup.sh: npm ci in tests/deploy"
 fi
