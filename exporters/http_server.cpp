@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -95,14 +96,23 @@ void HttpServer::make_room() {
 }
 
 asio::awaitable<void> HttpServer::accept_loop() {
+  bool failing = false;
   while (!stopped_) {
     boost::system::error_code ec;
     tcp::socket socket = co_await acceptor_.async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (stopped_ || ec == asio::error::operation_aborted) co_return;
-      log_warn("http: accept failed: " + ec.message());
-      continue;  // e.g. EMFILE: the listen backlog keeps the client waiting
+      // E.g. EMFILE: the client waits in the listen backlog. Retrying at
+      // once would spin (the socket stays readable), so pause, and say it
+      // once per spell of failures.
+      if (!failing) log_warn("http: accept failed: " + ec.message() + " (retrying every 100 ms)");
+      failing = true;
+      asio::steady_timer pause(io_, std::chrono::milliseconds(100));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
     }
+    if (failing) log_info("http: accepting again");
+    failing = false;
     if (connections_.size() >= limits_.max_connections) make_room();
     auto conn = std::make_shared<Connection>(std::move(socket));
     connections_.push_front(conn);
