@@ -99,7 +99,7 @@ def remove_real(parent):
 
 
 def scrape(url):
-    with urllib.request.urlopen(url, timeout=5) as r:
+    with urllib.request.urlopen(url, timeout=30) as r:
         return r.read().decode()
 
 

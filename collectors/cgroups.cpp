@@ -1,6 +1,7 @@
 #include "collectors/cgroups.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -263,38 +264,54 @@ void read_psi(FileReader& r, const DirRef& dir, CgroupStats& s, Problems& p) {
   }
 }
 
+// How many directory descriptors the collector may hold: all the agent's
+// descriptors but a reserve for sockets, BPF objects and the files it reads,
+// so a node with more cgroups than descriptors slows the collector down
+// (full paths) instead of starving the HTTP server.
+struct DirFdBudget {
+  size_t open = 0, max = 0;
+};
+
 // O_PATH descriptors of one cgroup's directory in each hierarchy, opened
 // on first use and kept while the cgroup lives: a file is then opened with
 // one path component to walk instead of the whole path, which was a third
-// of the collector's CPU. A descriptor that cannot be had (out of file
-// descriptors) leaves that cgroup on full paths.
+// of the collector's CPU. Past the budget, or when a descriptor cannot be
+// had, that cgroup's files are opened by full path.
 class DirFds {
  public:
-  DirFds() { fd_.fill(-1); }
+  explicit DirFds(DirFdBudget& budget) : budget_(&budget) { fd_.fill(-1); }
   ~DirFds() {
-    for (int fd : fd_) {
-      if (fd >= 0) ::close(fd);
-    }
+    for (int& fd : fd_) close(fd);
   }
-  DirFds(DirFds&& o) noexcept : fd_(o.fd_), born_(o.born_) { o.fd_.fill(-1); }
+  DirFds(DirFds&& o) noexcept : budget_(o.budget_), fd_(o.fd_), born_(o.born_) { o.fd_.fill(-1); }
   DirFds& operator=(DirFds&&) = delete;
 
   // `born` tells a cgroup made again under the same path from the one
   // whose (now dead) directory the descriptor holds.
   int get(size_t h, const std::string& dir, uint64_t born) {
     if (born_[h] == born) return fd_[h];
-    if (fd_[h] >= 0) ::close(fd_[h]);
-    fd_[h] = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    close(fd_[h]);
     born_[h] = born;
+    if (budget_->open >= budget_->max) return -1;
+    fd_[h] = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    budget_->open += fd_[h] >= 0;
     return fd_[h];
   }
 
  private:
+  void close(int& fd) {
+    if (fd < 0) return;
+    ::close(fd);
+    fd = -1;
+    --budget_->open;
+  }
+  DirFdBudget* budget_;
   std::array<int, kSources> fd_;
   std::array<uint64_t, kSources> born_{};
 };
 
 struct Entry {
+  explicit Entry(DirFdBudget& budget) : dirs(budget) {}
   uint32_t present = 0;  // bit per hierarchy
   std::array<uint64_t, kSources> born{};  // per hierarchy, from CgroupHierarchy
   bool selected = false;  // passes include/exclude
@@ -328,6 +345,11 @@ class CgroupsCollector final : public Collector {
       is_v1_[s] = !from[s]->empty() && s != src_psi;
     }
     if (config.cadvisor_compat) cadvisor_.emplace(kMetrics);
+    rlimit files{};
+    constexpr rlim_t kReserve = 1024;
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur > 2 * kReserve) {
+      dir_fds_.max = files.rlim_cur == RLIM_INFINITY ? SIZE_MAX : static_cast<size_t>(files.rlim_cur - kReserve);
+    }
   }
 
   Status collect(SampleSink& out) override {
@@ -440,7 +462,7 @@ class CgroupsCollector final : public Collector {
   }
 
   Entry make_entry(const std::string& path) {
-    Entry e;
+    Entry e(dir_fds_);
     e.selected = (!include_ || std::regex_search(path, *include_)) && !(exclude_ && std::regex_search(path, *exclude_));
     e.phase = static_cast<unsigned>(std::hash<std::string>{}(path) % kSlowEvery);
     e.k8s = parse_kubernetes_cgroup(path);
@@ -710,6 +732,7 @@ class CgroupsCollector final : public Collector {
     });
   }
 
+  DirFdBudget dir_fds_;  // before entries_, which give theirs back when destroyed
   KubeletPods* kubelet_ = nullptr;
   std::optional<CadvisorFamilies> cadvisor_;  // --compat=cadvisor
   size_t max_, max_io_series_;

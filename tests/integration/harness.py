@@ -37,12 +37,14 @@ def require_tool(name):
 class Agent:
     """The nodeperf agent on an ephemeral loopback port."""
 
-    def __init__(self, *flags, config=None, wait_ready=True):
+    def __init__(self, *flags, config=None, wait_ready=True, wrap=()):
+        """`wrap`: a command that execs the agent (e.g. prlimit ...)."""
         self.stderr = tempfile.NamedTemporaryFile(prefix="nodeperf-agent-", suffix=".log", delete=False)
-        args = [BIN, "agent", "--web.listen-address=127.0.0.1:0", *flags]
+        args = [*wrap, BIN, "agent", "--web.listen-address=127.0.0.1:0", *flags]
         if config is not None:
             args.append(f"--config.file={config}")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=self.stderr)
+        self.pid = self.proc.pid
         self.port = self._wait_port()
         self.url = f"http://127.0.0.1:{self.port}"
         if wait_ready:

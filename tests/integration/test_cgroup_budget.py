@@ -12,7 +12,11 @@ budget of 2 and a 100 ms tick (so the ranking, every 60 ticks, comes every
 - at the next ranking c5, the busy one, takes a place: its own series
   appear, one swap is counted, two cgroups are still tracked;
 - `other`'s CPU counter never goes back, scrape after scrape;
-- once c5 is removed, its series are gone and its place is taken again.
+- once c5 is removed, its series are gone and its place is taken again;
+- with fewer file descriptors than cgroup directories (prlimit 2100, 300
+  more cgroups x 6 hierarchies), the collector keeps a reserve of 1024
+  free: it still reads every cgroup (the rest by full path) and the
+  endpoint still answers.
 Nothing but the test's own cgroups is touched; they are removed in finally."""
 
 import os
@@ -136,6 +140,25 @@ def main():
         c.check(value(parsed, "nodeperf_cgroups_folded") == 3, "three cgroups folded")
         c.check(value(parsed, "nodeperf_cgroup_cpu_usage_seconds_total", cgroup="other") >= last_other,
                 "other's CPU counter did not go back")
+        agent.stop()
+        agent = None
+
+        # More cgroup directories than descriptors.
+        many = [f"{parent}/m{i:03d}" for i in range(300)]
+        for root in roots:
+            for d in many:
+                os.mkdir(root + d)
+                made.append(root + d)
+        limit = 2100
+        agent = Agent("--tick=200ms", f"--collector.cgroups.include=^{parent}/m", wrap=["prlimit", f"--nofile={limit}:{limit}"])
+        parsed, _ = bpfutil.wait_snapshots(agent, 2)
+        fds = len(os.listdir(f"/proc/{agent.pid}/fd"))
+        have = own_cgroups(parsed, parent)
+        print(f"fd limit {limit}: {fds} descriptors open, {len(have)} of {len(many)} cgroups with series "
+              f"({len(roots)} hierarchies: {len(many) * len(roots)} directories)")
+        c.check(have == set(many), "every cgroup read with too few descriptors for all directories")
+        c.check(fds <= limit - 1024 + 64, "a reserve of 1024 descriptors kept free")
+        c.check(bpfutil.wait_snapshots(agent, 2) is not None, "the endpoint keeps answering")
     finally:
         if child:
             child.kill()
