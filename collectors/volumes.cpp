@@ -267,7 +267,9 @@ class VolumesCollector final : public Collector {
   void use_kubelet(KubeletPods* kubelet) override {
     kubelet_ = kubelet;
     for (Tracked& t : volumes_) {
-      if (t.named) render(t, nullptr, {});
+      if (!t.named) continue;
+      render(t, nullptr, {});  // names from a kubelet no longer asked; a new one names them again
+      t.named = false;
     }
   }
 
