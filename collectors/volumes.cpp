@@ -27,8 +27,8 @@ namespace {
 constexpr std::string_view kLabels = "pod_uid,volume,device";
 
 constexpr MetricInfo kMetrics[] = {
-    {"nodeperf_volume_capacity_bytes", MetricType::gauge, kLabels, "statvfs",
-     "Size of the volume's file system (f_blocks x f_frsize)."},
+    {"nodeperf_volume_capacity_bytes", MetricType::gauge, kLabels, "statvfs, sysfs",
+     "Size of the volume's file system (f_blocks x f_frsize); for a raw block volume, its device's size (sysfs)."},
     {"nodeperf_volume_available_bytes", MetricType::gauge, kLabels, "statvfs",
      "Space unprivileged users can still use (f_bavail x f_frsize), as df's Avail."},
     {"nodeperf_volume_used_bytes", MetricType::gauge, kLabels, "statvfs",
@@ -256,6 +256,8 @@ struct Tracked {
   bool stale = false;                    // no answer this tick
   int error = 0;                         // this tick's statvfs errno
   std::optional<struct statvfs> figures; // this tick's answer
+  std::optional<double> block_bytes;     // a raw block volume's size, from sysfs
+  bool block() const { return volume.path.kind == KubeletVolumePath::Kind::block; }
 };
 
 class VolumesCollector final : public Collector {
@@ -303,6 +305,7 @@ class VolumesCollector final : public Collector {
     for (size_t m = capacity; m <= inodes_used; ++m) {
       for (const Tracked& t : volumes_) {
         if (t.figures) out.add_rendered(kMetrics[m], figure(*t.figures, m), t.labels);
+        if (m == capacity && t.block_bytes) out.add_rendered(kMetrics[m], *t.block_bytes, t.labels);
       }
     }
     for (const Tracked& t : volumes_) {
@@ -403,6 +406,20 @@ class VolumesCollector final : public Collector {
     for (Tracked& t : volumes_) {
       t.figures.reset();
       t.error = 0;
+      if (t.block()) {
+        // A device node: statvfs would describe devtmpfs. Its size is in
+        // sysfs (512-byte sectors), which never blocks; the rest is the
+        // user's file system, out of sight.
+        t.block_bytes.reset();
+        if (t.volume.device) {
+          std::string sectors = host_path(host_root_, "sys/dev/block/" + std::to_string(major(t.volume.device->dev)) +
+                                                          ":" + std::to_string(minor(t.volume.device->dev)) + "/size");
+          if (auto text = read_small_file(sectors); text && parse_u64(*text)) {
+            t.block_bytes = static_cast<double>(*parse_u64(*text)) * 512;
+          }
+        }
+        continue;
+      }
       if (t.job && pool_.state(*t.job) == StatfsPool::State::running) {
         t.stale = true;  // still stuck since an earlier tick
         continue;

@@ -40,6 +40,7 @@ POD_C = "3c2b1a0f-9e8d-4c7b-a6f5-e4d3c2b1a0f9"
 KUBELET = "/var/lib/kubelet/pods"
 PATH_A = f"{KUBELET}/{POD_A}/volumes/kubernetes.io~csi/pv-alpha/mount"
 PATH_B = f"{KUBELET}/{POD_B}/volumes/kubernetes.io~local-volume/pv-beta"
+PATH_BLOCK = f"{KUBELET}/{POD_B}/volumeDevices/kubernetes.io~local-volume/pv-raw"
 PATH_HUNG = f"{KUBELET}/{POD_C}/volumes/kubernetes.io~csi/pv-hung/mount"
 FLAGS = ["--tick=500ms", "--no-collector.blockio", "--no-collector.runqueue", "--no-collector.tcp",
          "--no-collector.cgroups"]
@@ -162,6 +163,13 @@ def main():
             os.makedirs(root + path)
             subprocess.run(["mount", "-t", "ext4", loop.path, root + path], check=True, timeout=20)
             mounted.append(root + path)
+        # A raw block volume: the third loop device's node bound at a volumeDevices path.
+        raw = LoopDevice(tmp, size=32 << 20, name="raw")
+        loops.append(raw)
+        os.makedirs(os.path.dirname(root + PATH_BLOCK))
+        open(root + PATH_BLOCK, "w").close()
+        subprocess.run(["mount", "--bind", raw.path, root + PATH_BLOCK], check=True, timeout=20)
+        mounted.append(root + PATH_BLOCK)
         write_mountinfo(root)
         agent = Agent("--host-root=" + root, *FLAGS, f"--kubelet.url=https://127.0.0.1:{kubelet.port}/pods",
                       f"--kubelet.ca-file={tmp}/ca.crt", f"--kubelet.token-file={tmp}/token")
@@ -249,6 +257,16 @@ def test_figures(agent, root, loops):
         c.check(labels.get("plugin") == plugin and labels.get("fstype") == "ext4" and labels.get("mountpoint") == path,
                 f"info labels {labels}")
         c.check(one(scrape(agent), "nodeperf_volume_stale", volume=volume) == 0, f"{volume} not stale")
+
+    # The raw block volume: the device's size, no file system figures.
+    parsed = scrape(agent)
+    raw = loops[2]
+    c.check(one(parsed, "nodeperf_volume_capacity_bytes", volume="pv-raw") == raw.size,
+            f"raw block capacity {one(parsed, 'nodeperf_volume_capacity_bytes', volume='pv-raw')} != {raw.size}")
+    c.check(one(parsed, "nodeperf_volume_used_bytes", volume="pv-raw") is None, "raw block: no used bytes")
+    info = series(parsed, "nodeperf_volume_info", volume="pv-raw")
+    labels = dict(next(iter(info))) if len(info) == 1 else {}
+    c.check(labels.get("kind") == "block" and labels.get("device") == raw.name, f"raw block info {labels}")
 
     # A file of known size: used grows by it, as statvfs says.
     before = one(scrape(agent), "nodeperf_volume_used_bytes", volume="pv-alpha")

@@ -303,6 +303,9 @@ struct FakeHost {
     fs::create_directories(root.string() + mp);
     return mp;
   }
+  void lines(const std::string& text) {
+    std::ofstream(root / "proc/1/mountinfo") << text;
+  }
   void mountinfo(const std::vector<std::string>& points) {
     std::ofstream out(root / "proc/1/mountinfo.tmp");
     int id = 100;
@@ -370,4 +373,27 @@ TEST_CASE("collector: a missing mountinfo fails with the file named") {
   Status st = c->collect(sink);
   CHECK(st.kind == Status::Kind::failed);
   CHECK_THAT(st.error, Contains("/nonexistent-nodeperf-root/proc/1/mountinfo"));
+}
+
+TEST_CASE("collector: a raw block volume's capacity is its device's size, never devtmpfs's statvfs") {
+  FakeHost host;
+  fs::create_directory_symlink(kFixtures + "hostroot/sys", host.root / "sys");
+  host.lines("24 1 0:5 / /dev rw - devtmpfs udev rw\n"
+             "601 1 0:5 /sdd /var/lib/kubelet/plugins/kubernetes.io/csi/volumeDevices/publish/pv-blk/" + kPodA +
+             " rw - devtmpfs udev rw\n");
+  Config config;
+  config.host_root = host.root.string();
+  auto c = kVolumesCollector.make(config);
+  SampleSink sink;
+  REQUIRE(c->collect(sink).kind == Status::Kind::ok);
+  Snapshot s(std::move(sink), false, std::chrono::system_clock::now());
+  CHECK(value(s, "nodeperf_volume_capacity_bytes", "pv-blk") == 2097152.0 * 512);
+  CHECK_FALSE(value(s, "nodeperf_volume_used_bytes", "pv-blk"));
+  CHECK_FALSE(value(s, "nodeperf_volume_inodes", "pv-blk"));
+  CHECK(value(s, "nodeperf_volume_stale", "pv-blk") == 0);
+  const Family* info = s.find("nodeperf_volume_info");
+  REQUIRE(info);
+  REQUIRE(info->samples.size() == 1);
+  CHECK_THAT(info->samples[0].labels, Contains("device=\"sdd\""));
+  CHECK_THAT(info->samples[0].labels, Contains("kind=\"block\""));
 }
