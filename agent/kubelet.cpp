@@ -159,6 +159,18 @@ std::optional<PodNamesByUid> parse_pod_list(std::string_view text, std::string& 
         }
       }
     }
+    if (auto spec = item.find("spec"); spec != item.end() && spec->is_object()) {
+      auto volumes = spec->find("volumes");
+      if (volumes != spec->end() && volumes->is_array()) {
+        for (const nlohmann::json& v : *volumes) {
+          std::string_view name = string_field(v, "name");
+          if (name.empty()) continue;
+          std::string_view claim;
+          if (auto pvc = v.find("persistentVolumeClaim"); pvc != v.end()) claim = string_field(*pvc, "claimName");
+          names.volume_claims.insert_or_assign(std::string(name), std::string(claim));
+        }
+      }
+    }
     pods.insert_or_assign(std::string(uid), std::move(names));
   }
   return pods;

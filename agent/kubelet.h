@@ -35,6 +35,9 @@ struct PodNames {
   std::string namespace_name, pod;
   // container ID (runtime prefix like containerd:// stripped) -> name and image
   std::map<std::string, PodContainer, std::less<>> containers;
+  // spec.volumes[].name -> persistentVolumeClaim.claimName ("" for a volume
+  // of another kind): which claim a volume mount belongs to (collectors/volumes.h).
+  std::map<std::string, std::string, std::less<>> volume_claims = {};  // "= {}": aggregate initialisers may leave it out
 };
 
 // Pod UID -> names.
@@ -43,7 +46,7 @@ using PodNamesByUid = std::map<std::string, PodNames, std::less<>>;
 // Parses a PodList as the kubelet's /pods returns it: items[].metadata
 // .{uid,namespace,name} and items[].status.{containerStatuses,
 // initContainerStatuses,ephemeralContainerStatuses}[].{name,containerID,
-// image}.
+// image}, and items[].spec.volumes[].{name,persistentVolumeClaim.claimName}.
 // Pods without a UID and containers without an ID (not started yet) are
 // left out. nullopt, with `error` set, if the text is not a PodList.
 std::optional<PodNamesByUid> parse_pod_list(std::string_view json, std::string& error);

@@ -13,6 +13,7 @@
 #include "collectors/runqueue.h"
 #include "collectors/tcp.h"
 #include "collectors/vmstat.h"
+#include "collectors/volumes.h"
 
 namespace nodeperf {
 
@@ -31,6 +32,7 @@ std::span<const CollectorFactory> collector_factories() {
       kRunqueueCollector,
       kTcpCollector,
       kVmstatCollector,
+      kVolumesCollector,
   };
   return factories;
 }

@@ -150,7 +150,7 @@ TEST_CASE("collector_factories lists every collector once", "[collectors]") {
   // The unprivileged collectors these tests cover (BPF ones are left to the
   // integration tests: they need a kernel and privileges).
   CHECK(procfs == std::set<std::string>{"cgroups", "cpu", "diskstats", "loadavg", "meminfo", "netdev", "netstat",
-                                        "pressure", "process", "vmstat"});
+                                        "pressure", "process", "vmstat", "volumes"});
 }
 
 // ---------------------------------------------------------------------------

@@ -190,3 +190,21 @@ TEST_CASE("without a usable URL KubeletPods finds nothing, asks nothing and says
   }
   CHECK(config_counted);
 }
+
+TEST_CASE("parse_pod_list reads each volume's claim from spec.volumes") {
+  std::string error;
+  auto pods = parse_pod_list(R"({"kind": "PodList", "items": [
+    {"metadata": {"name": "db-0", "namespace": "data", "uid": "0b9f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"},
+     "spec": {"volumes": [
+       {"name": "data", "persistentVolumeClaim": {"claimName": "data-db-0"}},
+       {"name": "scratch", "emptyDir": {}},
+       {"name": "odd", "persistentVolumeClaim": "not an object"},
+       {"persistentVolumeClaim": {"claimName": "no-name"}},
+       "not an object"]}},
+    {"metadata": {"name": "bare", "namespace": "x", "uid": "7d3c2b1a-9e8f-4a6b-b5c4-d3e2f1a0b9c8"}, "spec": {"volumes": null}}
+  ]})", error);
+  REQUIRE(pods);
+  const PodNames& db = pods->at("0b9f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b");
+  CHECK(db.volume_claims == std::map<std::string, std::string, std::less<>>{{"data", "data-db-0"}, {"scratch", ""}, {"odd", ""}});
+  CHECK(pods->at("7d3c2b1a-9e8f-4a6b-b5c4-d3e2f1a0b9c8").volume_claims.empty());
+}

@@ -1,0 +1,461 @@
+#include "collectors/volumes.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <set>
+
+#include "agent/config.h"
+#include "collectors/parse.h"
+#include "collectors/proc_file.h"
+#include "collectors/statfs_pool.h"
+
+namespace nodeperf {
+namespace {
+
+constexpr std::string_view kLabels = "pod_uid,volume,device";
+
+constexpr MetricInfo kMetrics[] = {
+    {"nodeperf_volume_capacity_bytes", MetricType::gauge, kLabels, "statvfs, sysfs",
+     "Size of the volume's file system (f_blocks x f_frsize); for a raw block volume, its device's size (sysfs)."},
+    {"nodeperf_volume_available_bytes", MetricType::gauge, kLabels, "statvfs",
+     "Space unprivileged users can still use (f_bavail x f_frsize), as df's Avail."},
+    {"nodeperf_volume_used_bytes", MetricType::gauge, kLabels, "statvfs",
+     "Space in use ((f_blocks - f_bfree) x f_frsize), as df's Used and the kubelet's volume stats."},
+    {"nodeperf_volume_inodes", MetricType::gauge, kLabels, "statvfs", "Inodes of the volume's file system (f_files)."},
+    {"nodeperf_volume_inodes_free", MetricType::gauge, kLabels, "statvfs", "Free inodes (f_ffree)."},
+    {"nodeperf_volume_inodes_used", MetricType::gauge, kLabels, "statvfs", "Inodes in use (f_files - f_ffree)."},
+    {"nodeperf_volume_stale", MetricType::gauge, kLabels, "statvfs",
+     "1 if the volume's statvfs did not answer within the tick's deadline (a hung mount): its figures are left "
+     "out until it answers; 0 otherwise."},
+    {"nodeperf_volume_info", MetricType::gauge, "pod_uid,volume,device,plugin,kind,mountpoint,fstype,disk",
+     "mountinfo, sysfs, kubelet", "1 per pod volume found in the host's mount table, with its plugin, mount point, "
+     "file system, block device and whole disk; namespace, pod and persistentvolumeclaim when the kubelet gives them."},
+    {"nodeperf_volume_stat_threads", MetricType::gauge, "", "statvfs",
+     "Threads running the volumes' statvfs calls, those stuck on hung mounts included (at most 8)."},
+    {"nodeperf_volume_mount_table_reads_total", MetricType::counter, "", "mountinfo",
+     "Times the host's mount table was read: at start and when it changed."},
+};
+enum : size_t { capacity, available, used, inodes, inodes_free, inodes_used, stale, info, threads, reads };
+static_assert(reads + 1 == std::size(kMetrics));
+
+// statvfs budget: every volume's call of a tick shares it, so a tick with a
+// hung mount spends at most this much waiting.
+constexpr auto kDeadline = std::chrono::milliseconds(100);
+constexpr size_t kWorkers = 2, kMaxThreads = 8;
+constexpr long kProcSuperMagic = 0x9fa0;
+
+std::optional<std::string> read_small_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  std::string out(4096, '\0');
+  ssize_t n = ::read(fd, out.data(), out.size());
+  ::close(fd);
+  if (n < 0) return std::nullopt;
+  out.resize(static_cast<size_t>(n));
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+std::optional<dev_t> parse_dev(std::string_view text) {
+  size_t colon = text.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  auto ma = parse_u64(text.substr(0, colon)), mi = parse_u64(trim(text.substr(colon + 1)));
+  if (!ma || !mi) return std::nullopt;
+  return makedev(static_cast<unsigned>(*ma), static_cast<unsigned>(*mi));
+}
+
+std::string basename_of(std::string_view path) {
+  while (path.ends_with('/')) path.remove_suffix(1);
+  size_t slash = path.rfind('/');
+  return std::string(slash == std::string_view::npos ? path : path.substr(slash + 1));
+}
+
+// The device whose sysfs directory is `dir` (sys/dev/block/M:m or sys/class/block/NAME).
+std::optional<BlockDevice> resolve_dir(const std::string& host_root, const std::string& dir, int depth) {
+  char target[PATH_MAX];
+  ssize_t n = ::readlink(dir.c_str(), target, sizeof target - 1);
+  if (n <= 0) return std::nullopt;
+  target[n] = '\0';
+  auto dev_text = read_small_file(dir + "/dev");
+  if (!dev_text) return std::nullopt;
+  auto dev = parse_dev(*dev_text);
+  if (!dev) return std::nullopt;
+  BlockDevice d;
+  d.name = basename_of(target);
+  d.dev = *dev;
+  d.disk = d.name;
+  d.disk_dev = d.dev;
+  if (::access((dir + "/partition").c_str(), F_OK) == 0) {
+    // A partition's sysfs directory is inside its disk's.
+    if (auto disk_dev = read_small_file(dir + "/../dev"); disk_dev && parse_dev(*disk_dev)) {
+      std::string t(target);
+      d.disk = basename_of(t.substr(0, t.rfind('/')));
+      d.disk_dev = *parse_dev(*disk_dev);
+    }
+  }
+  if (auto file = read_small_file(dir + "/loop/backing_file")) d.backing_file = *file;
+  if (depth < 4) {
+    std::string slaves = dir + "/slaves";
+    if (DIR* dp = ::opendir(slaves.c_str())) {
+      while (dirent* e = ::readdir(dp)) {
+        if (e->d_name[0] == '.') continue;
+        auto below = resolve_dir(host_root, host_path(host_root, "sys/class/block/" + std::string(e->d_name)), depth + 1);
+        d.slaves.push_back(below ? below->disk : std::string(e->d_name));
+      }
+      ::closedir(dp);
+      std::sort(d.slaves.begin(), d.slaves.end());
+    }
+  }
+  return d;
+}
+
+}  // namespace
+
+std::optional<BlockDevice> resolve_block_device(const std::string& host_root, unsigned major, unsigned minor) {
+  if (major == 0) return std::nullopt;  // anonymous devices: tmpfs, NFS, overlay, FUSE
+  return resolve_dir(host_root,
+                     host_path(host_root, "sys/dev/block/" + std::to_string(major) + ":" + std::to_string(minor)), 0);
+}
+
+std::optional<BlockDevice> resolve_block_device(const std::string& host_root, std::string_view name) {
+  if (name.empty() || name.find('/') != std::string_view::npos || name == "." || name == "..") return std::nullopt;
+  return resolve_dir(host_root, host_path(host_root, "sys/class/block/" + std::string(name)), 0);
+}
+
+std::vector<Volume> find_volumes(const std::vector<MountEntry>& mounts) {
+  // By mount point: a later line at the same point is mounted over the earlier.
+  std::map<std::string_view, const MountEntry*> top;
+  for (const MountEntry& m : mounts) top[m.mount_point] = &m;
+  // One volume per (pod, name), the series' identity: a CSI raw block
+  // volume has two binds (the kubelet's and the driver's), and the first
+  // in mount point order is kept.
+  std::map<std::pair<std::string, std::string>, Volume> found;
+  for (const auto& [point, m] : top) {
+    auto path = parse_kubelet_volume_path(point);
+    if (!path || is_config_volume_plugin(path->plugin)) continue;
+    auto key = std::make_pair(path->pod_uid, path->volume);
+    found.try_emplace(key, Volume{*path, *m, std::nullopt});
+  }
+  std::vector<Volume> out;
+  out.reserve(found.size());
+  for (auto& [key, v] : found) out.push_back(std::move(v));
+  return out;
+}
+
+std::vector<std::string> claims_for_pod(const PodNames& pod, const std::vector<std::string>& path_names) {
+  std::vector<std::string> out(path_names.size());
+  std::set<std::string_view> matched_specs;
+  std::vector<size_t> unmatched;
+  for (size_t i = 0; i < path_names.size(); ++i) {
+    auto it = pod.volume_claims.find(path_names[i]);
+    if (it == pod.volume_claims.end()) {
+      unmatched.push_back(i);
+      continue;
+    }
+    out[i] = it->second;
+    matched_specs.insert(it->first);
+  }
+  std::vector<std::string_view> claims_left;
+  for (const auto& [name, claim] : pod.volume_claims) {
+    if (!claim.empty() && !matched_specs.contains(name)) claims_left.push_back(claim);
+  }
+  if (unmatched.size() == 1 && claims_left.size() == 1) out[unmatched[0]] = claims_left[0];
+  return out;
+}
+
+namespace {
+
+// The host's mount table, re-read only when it changed. On procfs the kernel
+// says so: poll() gives POLLPRI (and POLLERR) after a mount or unmount in
+// the namespace (proc_pid_mounts(5)). A regular file (a test's fake host
+// root) cannot be polled: its size, mtime and inode are compared instead.
+class MountTable {
+ public:
+  explicit MountTable(std::string path) : path_(std::move(path)) {}
+  ~MountTable() { close(); }
+  MountTable(const MountTable&) = delete;
+  MountTable& operator=(const MountTable&) = delete;
+
+  const std::string& path() const { return path_; }
+
+  // The text if it changed since the last call (or this is the first),
+  // nullopt if not; `error` set when it cannot be read.
+  std::optional<std::string> changed(std::string& error) {
+    if (fd_ >= 0 && procfs_) {
+      pollfd p{fd_, POLLPRI, 0};
+      if (::poll(&p, 1, 0) == 1 && (p.revents & (POLLPRI | POLLERR))) return read(error);
+      if (p.revents & POLLNVAL) close();
+      return std::nullopt;
+    }
+    if (fd_ >= 0) {
+      struct stat st {};
+      if (::stat(path_.c_str(), &st) == 0 && st.st_size == stat_.st_size && st.st_ino == stat_.st_ino &&
+          st.st_mtim.tv_sec == stat_.st_mtim.tv_sec && st.st_mtim.tv_nsec == stat_.st_mtim.tv_nsec) {
+        return std::nullopt;
+      }
+      close();  // replaced or rewritten: open the new one
+    }
+    fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) {
+      error = path_ + ": open: " + std::strerror(errno);
+      return std::nullopt;
+    }
+    struct statfs fs {};
+    procfs_ = ::fstatfs(fd_, &fs) == 0 && fs.f_type == kProcSuperMagic;
+    if (!procfs_) ::fstat(fd_, &stat_);
+    return read(error);
+  }
+
+ private:
+  std::optional<std::string> read(std::string& error) {
+    std::string text;
+    char buf[16384];
+    for (;;) {
+      ssize_t n = ::pread(fd_, buf, sizeof buf, static_cast<off_t>(text.size()));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        error = path_ + ": read: " + std::strerror(errno);
+        close();
+        return std::nullopt;
+      }
+      if (n == 0) break;
+      text.append(buf, static_cast<size_t>(n));
+    }
+    return text;
+  }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  std::string path_;
+  int fd_ = -1;
+  bool procfs_ = false;
+  struct stat stat_ {};
+};
+
+struct Tracked {
+  Volume volume;
+  std::string stat_path;            // host root + mount point
+  std::string labels;               // pod_uid, volume, device [, namespace, pod, persistentvolumeclaim]
+  std::string info_labels;          // the same plus the info metric's own
+  bool named = false;               // has the kubelet's names
+  std::shared_ptr<StatfsPool::Job> job;  // the last call: finished, or still stuck in the file system
+  bool stale = false;                    // no answer this tick
+  int error = 0;                         // this tick's statvfs errno
+  std::optional<struct statvfs> figures; // this tick's answer
+  std::optional<double> block_bytes;     // a raw block volume's size, from sysfs
+  bool block() const { return volume.path.kind == KubeletVolumePath::Kind::block; }
+};
+
+class VolumesCollector final : public Collector {
+ public:
+  explicit VolumesCollector(const Config& config)
+      : host_root_(config.host_root), table_(host_path(config.host_root, "proc/1/mountinfo")),
+        pool_(kWorkers, kMaxThreads) {}
+
+  void use_kubelet(KubeletPods* kubelet) override {
+    kubelet_ = kubelet;
+    for (Tracked& t : volumes_) {
+      if (!t.named) continue;
+      render(t, nullptr, {});  // names from a kubelet no longer asked; a new one names them again
+      t.named = false;
+    }
+  }
+
+  Status collect(SampleSink& out) override {
+    Problems problems;
+    std::string error;
+    if (auto text = table_.changed(error)) {
+      ++reads_;
+      Problems parse_problems(table_.path());
+      std::vector<MountEntry> mounts = parse_mountinfo(*text, parse_problems);
+      if (Status s = parse_problems.status(); s.kind != Status::Kind::ok) problems.add(s.error);
+      update(find_volumes(mounts));
+    } else if (!error.empty()) {
+      if (volumes_.empty()) return Status::failed(error);
+      problems.add(error);  // keep the volumes last seen
+    }
+    if (kubelet_) name_volumes();
+    stat_volumes();
+
+    auto figure = [](const struct statvfs& st, size_t metric) -> double {
+      double frsize = static_cast<double>(st.f_frsize ? st.f_frsize : st.f_bsize);
+      switch (metric) {
+        case capacity: return static_cast<double>(st.f_blocks) * frsize;
+        case available: return static_cast<double>(st.f_bavail) * frsize;
+        case used: return static_cast<double>(st.f_blocks - std::min(st.f_bfree, st.f_blocks)) * frsize;
+        case inodes: return static_cast<double>(st.f_files);
+        case inodes_free: return static_cast<double>(st.f_ffree);
+        default: return static_cast<double>(st.f_files - std::min(st.f_ffree, st.f_files));
+      }
+    };
+    for (size_t m = capacity; m <= inodes_used; ++m) {
+      for (const Tracked& t : volumes_) {
+        if (t.figures) out.add_rendered(kMetrics[m], figure(*t.figures, m), t.labels);
+        if (m == capacity && t.block_bytes) out.add_rendered(kMetrics[m], *t.block_bytes, t.labels);
+      }
+    }
+    for (const Tracked& t : volumes_) {
+      if (t.error != 0) problems.add(t.stat_path + ": statvfs: " + std::strerror(t.error));
+      out.add_rendered(kMetrics[stale], t.stale ? 1 : 0, t.labels);
+    }
+    for (const Tracked& t : volumes_) out.add_rendered(kMetrics[info], 1, t.info_labels);
+    out.add(kMetrics[threads], static_cast<double>(pool_.threads()));
+    out.add(kMetrics[reads], static_cast<double>(reads_));
+    return problems.status();
+  }
+
+ private:
+  // Adopts a new volume list, keeping the state (labels, stuck calls) of
+  // the volumes that stay.
+  void update(std::vector<Volume> found) {
+    std::map<std::string, Tracked> old;
+    for (Tracked& t : volumes_) old.emplace(t.volume.mount.mount_point, std::move(t));
+    volumes_.clear();
+    for (Volume& v : found) {
+      Tracked t;
+      auto it = old.find(v.mount.mount_point);
+      if (it != old.end() && it->second.volume.mount.major == v.mount.major &&
+          it->second.volume.mount.minor == v.mount.minor && it->second.volume.mount.root == v.mount.root) {
+        t = std::move(it->second);
+        t.volume.mount = v.mount;
+      } else {
+        t.volume = std::move(v);
+        t.volume.device = device_of(t.volume.mount);
+        t.stat_path = host_path(host_root_, t.volume.mount.mount_point);
+        t.named = false;
+        render(t, nullptr, {});
+      }
+      volumes_.push_back(std::move(t));
+    }
+  }
+
+  std::optional<BlockDevice> device_of(const MountEntry& m) const {
+    // A raw block volume is a bind of the device node: the mount's numbers
+    // are devtmpfs's, the node's name is the mount's root.
+    if (m.fstype == "devtmpfs" && m.root != "/") return resolve_block_device(host_root_, basename_of(m.root));
+    return resolve_block_device(host_root_, m.major, m.minor);
+  }
+
+  void render(Tracked& t, const PodNames* names, std::string_view claim) const {
+    const Volume& v = t.volume;
+    std::string device = v.device ? v.device->name : std::string();
+    std::vector<Label> labels = {{"pod_uid", v.path.pod_uid}, {"volume", v.path.volume}, {"device", device}};
+    if (names) {
+      labels.push_back({"namespace", names->namespace_name});
+      labels.push_back({"pod", names->pod});
+      if (!claim.empty()) labels.push_back({"persistentvolumeclaim", claim});
+    }
+    t.labels.clear();
+    append_labels(t.labels, labels);
+    std::string disk = v.device ? v.device->disk : std::string();
+    labels.push_back({"plugin", v.path.plugin});
+    labels.push_back({"kind", v.path.kind == KubeletVolumePath::Kind::block ? "block" : "filesystem"});
+    labels.push_back({"mountpoint", v.mount.mount_point});
+    labels.push_back({"fstype", v.mount.fstype});
+    labels.push_back({"disk", disk});
+    t.info_labels.clear();
+    append_labels(t.info_labels, labels);
+  }
+
+  // Names join a volume's labels once the kubelet knows its pod, so its
+  // series change label set at most once.
+  void name_volumes() {
+    std::map<std::string_view, std::vector<Tracked*>> by_pod;
+    for (Tracked& t : volumes_) {
+      if (!t.named) by_pod[t.volume.path.pod_uid].push_back(&t);
+    }
+    for (auto& [uid, pod_volumes] : by_pod) {
+      const PodNames* names = kubelet_->find(uid);
+      if (!names) continue;
+      // Claims are worked out over all of the pod's volumes, named or not.
+      std::vector<Tracked*> all;
+      std::vector<std::string> path_names;
+      for (Tracked& t : volumes_) {
+        if (t.volume.path.pod_uid == uid) {
+          all.push_back(&t);
+          path_names.push_back(t.volume.path.volume);
+        }
+      }
+      std::vector<std::string> claims = claims_for_pod(*names, path_names);
+      for (size_t i = 0; i < all.size(); ++i) {
+        if (all[i]->named) continue;
+        render(*all[i], names, claims[i]);
+        all[i]->named = true;
+      }
+    }
+  }
+
+  // One statvfs per volume, on the pool, all within kDeadline. A volume
+  // whose call from an earlier tick has not returned is not asked again.
+  void stat_volumes() {
+    std::vector<std::shared_ptr<StatfsPool::Job>> jobs;
+    for (Tracked& t : volumes_) {
+      t.figures.reset();
+      t.error = 0;
+      if (t.block()) {
+        // A device node: statvfs would describe devtmpfs. Its size is in
+        // sysfs (512-byte sectors), which never blocks; the rest is the
+        // user's file system, out of sight.
+        t.block_bytes.reset();
+        if (t.volume.device) {
+          std::string sectors = host_path(host_root_, "sys/dev/block/" + std::to_string(major(t.volume.device->dev)) +
+                                                          ":" + std::to_string(minor(t.volume.device->dev)) + "/size");
+          if (auto text = read_small_file(sectors); text && parse_u64(*text)) {
+            t.block_bytes = static_cast<double>(*parse_u64(*text)) * 512;
+          }
+        }
+        continue;
+      }
+      if (t.job && pool_.state(*t.job) == StatfsPool::State::running) {
+        t.stale = true;  // still stuck since an earlier tick
+        continue;
+      }
+      t.job = std::make_shared<StatfsPool::Job>();
+      t.job->path = t.stat_path;
+      jobs.push_back(t.job);
+    }
+    pool_.submit(jobs);
+    pool_.wait(jobs, StatfsPool::Clock::now() + kDeadline);
+    for (Tracked& t : volumes_) {
+      if (std::find(jobs.begin(), jobs.end(), t.job) == jobs.end()) continue;
+      StatfsPool::State state = pool_.state(*t.job);
+      t.stale = state != StatfsPool::State::finished;
+      if (state == StatfsPool::State::waiting) t.job.reset();  // withdrawn: asked again next tick
+      if (state != StatfsPool::State::finished) continue;
+      if (t.job->error != 0) {
+        t.error = t.job->error;
+      } else {
+        t.figures = t.job->result;
+      }
+    }
+  }
+
+  std::string host_root_;
+  MountTable table_;
+  StatfsPool pool_;
+  std::vector<Tracked> volumes_;
+  KubeletPods* kubelet_ = nullptr;
+  uint64_t reads_ = 0;
+};
+
+}  // namespace
+
+const CollectorFactory kVolumesCollector{
+    "volumes", "Per Kubernetes volume capacity, usage and inodes, and hung mounts (host mountinfo, statvfs)", kMetrics,
+    [](const Config& c) -> std::unique_ptr<Collector> { return std::make_unique<VolumesCollector>(c); }};
+
+}  // namespace nodeperf
