@@ -230,17 +230,22 @@ TEST_CASE("statvfs pool: a hung call keeps one thread and the others are still s
     using State = StatfsPool::State;
     auto hung = std::make_shared<StatfsPool::Job>();
     hung->path = "/hung";
+    // Hung first, and running before the ticks start: on a loaded machine a
+    // worker may take longer than a tick's deadline to pick it up, and a job
+    // still queued at the deadline is withdrawn.
+    pool.submit(std::span(&hung, 1));
+    for (int i = 0; i < 1000 && hung_calls == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(hung_calls == 1);
     for (int tick = 0; tick < 20; ++tick) {
-      std::vector<std::shared_ptr<StatfsPool::Job>> jobs;
-      if (tick == 0) jobs.push_back(hung);  // the collector never re-asks a running job
+      std::vector<std::shared_ptr<StatfsPool::Job>> jobs;  // the collector never re-asks a running job
       for (int i = 0; i < 5; ++i) {
         auto j = std::make_shared<StatfsPool::Job>();
         j->path = "/ok/" + std::to_string(i);
         jobs.push_back(j);
       }
       pool.submit(jobs);
-      pool.wait(jobs, StatfsPool::Clock::now() + std::chrono::milliseconds(tick == 0 ? 50 : 2000));
-      for (size_t i = tick == 0 ? 1 : 0; i < jobs.size(); ++i) {
+      pool.wait(jobs, StatfsPool::Clock::now() + std::chrono::milliseconds(2000));
+      for (size_t i = 0; i < jobs.size(); ++i) {
         REQUIRE(pool.state(*jobs[i]) == State::finished);
         CHECK(jobs[i]->result.f_blocks == jobs[i]->path.size());
       }
@@ -265,17 +270,27 @@ TEST_CASE("statvfs pool: past max_threads, queued calls are withdrawn at the dea
   std::mutex m;
   std::condition_variable cv;
   bool release = false;
+  std::atomic<int> started{0};
   auto call = [&](const std::string&, struct statvfs*) {
+    ++started;
     std::unique_lock lock(m);
     cv.wait(lock, [&] { return release; });
     return 0;
+  };
+  // Waits (bounded) until n calls run, so a loaded machine's slow thread
+  // start-up cannot make the deadline withdraw a job the test means to run.
+  auto until_started = [&](int n) {
+    for (int i = 0; i < 1000 && started < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    REQUIRE(started == n);
   };
   StatfsPool pool(1, 2, call);
   std::vector<std::shared_ptr<StatfsPool::Job>> jobs;
   for (int i = 0; i < 4; ++i) jobs.push_back(std::make_shared<StatfsPool::Job>());
   pool.submit(std::span(jobs).first(1));
+  until_started(1);
   pool.wait(std::span(jobs).first(1), StatfsPool::Clock::now() + std::chrono::milliseconds(20));
   pool.submit(std::span(jobs).subspan(1));
+  until_started(2);
   pool.wait(std::span(jobs).subspan(1), StatfsPool::Clock::now() + std::chrono::milliseconds(20));
   CHECK(pool.threads() == 2);
   size_t waiting = 0;
