@@ -9,6 +9,7 @@ the tick must keep running while the kubelet hangs."""
 import http.server
 import json
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -275,19 +276,22 @@ def main():
         fake.mode = "hang"
         fake.hang_started.clear()
         check(fake.hang_started.wait(REFRESH + 5), "the agent's next request reached the hanging kubelet")
+        # Judged on the snapshots' own times, so a slow poller on a loaded
+        # machine (it may see only every other snapshot) cannot fail it: a
+        # tick stalled by the hang would leave a gap of seconds.
         started = time.monotonic()
-        times, worst_gap, last = [], 0.0, time.monotonic()
+        times = []
         while time.monotonic() - started < 6:
             t = snapshot_time(agent)
             if t is not None and (not times or t != times[-1]):
                 times.append(t)
-                now = time.monotonic()
-                worst_gap = max(worst_gap, now - last)
-                last = now
             check(http_get(agent.url + "/healthz", timeout=2)[0] == 200, "healthz 200 while the kubelet hangs")
             time.sleep(0.1)
-        check(len(times) >= 15, f"snapshots kept coming while the kubelet hung: {len(times)} in 6 s")
-        check(worst_gap < 1.5, f"longest wait for a new snapshot while the kubelet hung: {worst_gap:.2f}s")
+        worst_gap = max((b - a for a, b in zip(times, times[1:])), default=99)
+        check(len(times) >= 2 and times[-1] - times[0] >= 4.5,
+              f"snapshots kept coming while the kubelet hung: {len(times)} seen, "
+              f"{times[-1] - times[0] if times else 0:.2f} s of snapshot time in 6 s")
+        check(worst_gap < 1.5, f"longest gap between snapshots seen while the kubelet hung: {worst_gap:.2f}s")
         m = wait_for(agent, lambda m: m["errors_timeout"] >= 1, 5, "the hung request timed out")
         check(m["up"] == 0 and m["pods"] == 2, f"hang: up 0, the 2 pods kept: {m}")
         check("no answer within 5000ms" in agent.log(), "hang: the log names the deadline")
@@ -302,8 +306,12 @@ def main():
 
         # Every failure above was one line naming the URL, not a flood.
         url = f"https://127.0.0.1:{fake.port}/pods"
+        # (On a loaded machine a step may also hit another reason, e.g. the
+        # server closing mid-request: still one line for it.)
         lines = [line for line in agent.log().splitlines() if url in line and "reason " in line]
-        check(len(lines) == 4, f"one line per failure reason: {lines}")
+        reasons = [re.search(r"\(reason (\w+)\)", line).group(1) for line in lines]
+        check(len(reasons) == len(set(reasons)) and {"bad_response", "unauthorized", "timeout", "connect"} <= set(reasons),
+              f"one line per failure reason: {lines}")
 
         check_names_join(d, token_file)
     finally:
