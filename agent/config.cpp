@@ -3,9 +3,11 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <regex>
 #include <set>
@@ -391,13 +393,21 @@ void apply_file(Config& config, const std::string& file) {
     throw ConfigError(file + ": cannot read the config file: " +
                       (std::filesystem::exists(file, ec) ? "not a regular file" : "no such file"));
   }
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || in.bad()) throw ConfigError(file + ": cannot read the config file: " + std::strerror(errno));
+  apply_config_text(config, text.str(), file);
+}
+
+}  // namespace
+
+void apply_config_text(Config& config, std::string_view text, const std::string& file) {
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAllFromFile(file);
+    documents = YAML::LoadAll(std::string(text));
   } catch (const YAML::ParserException& e) {
     throw ConfigError(file + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
-  } catch (const std::exception& e) {  // yaml-cpp lets I/O errors through as std::ios_base::failure
-    throw ConfigError(file + ": cannot read the config file: " + e.what());
   }
   if (documents.empty() || documents[0].IsNull()) return;  // an empty file: all defaults
   if (documents.size() > 1) fail_at(file, documents[1], "(document)", "one YAML document expected, found " + std::to_string(documents.size()));
@@ -405,8 +415,6 @@ void apply_file(Config& config, const std::string& file) {
   if (!root.IsMap()) fail_at(file, root, "(top level)", "expected a mapping of keys, got " + std::string(node_kind(root)));
   apply_yaml(config, root, "", file);
 }
-
-}  // namespace
 
 ConfigError::ConfigError(const std::string& message) : std::runtime_error(one_line(message)) {}
 

@@ -378,3 +378,24 @@ TEST_CASE("config: every option has a flag and shows in --help", "[config][docs]
   REQUIRE(tick != docs.end());
   CHECK(tick->default_value == "1s");
 }
+
+TEST_CASE("config: a file's text applies as the file does, errors naming the given name", "[config]") {
+  TempDir dir;
+  const std::string yaml = "tick: 2s\ncollector:\n  cpu: false\nweb:\n  listen_address: ':0'\n";
+  Config from_text;
+  apply_config_text(from_text, yaml, "text.yaml");
+  CHECK(from_text == build_config(dir.write("same.yaml", yaml), {}));
+  CHECK(from_text.tick == 2s);
+  CHECK_FALSE(from_text.enabled("cpu"));
+
+  Config empty;
+  apply_config_text(empty, "", "empty.yaml");
+  CHECK(empty == Config());
+
+  Config c;
+  CHECK(error_of([&] { apply_config_text(c, "tick: 1s\nbogus: 1\n", "given.yaml"); }) ==
+        "given.yaml:2: bogus: unknown key");
+  CHECK_THAT(error_of([&] { apply_config_text(c, "a: [\n", "given.yaml"); }),
+             StartsWith("given.yaml:") && Contains("YAML syntax error"));
+}
+
