@@ -1,11 +1,14 @@
 #include "agent/config.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <regex>
 #include <set>
@@ -385,28 +388,69 @@ void apply_yaml(Config& config, const YAML::Node& map, const std::string& prefix
   }
 }
 
+// Where each document of a YAML stream starts. yaml-cpp 0.7's LoadAll never
+// returns on a stray ',' outside [ ] or { } (jbeder/yaml-cpp#1040, fixed
+// upstream after Debian 12's 0.7.0 by #1319): its parser then reports an
+// empty document at the same place again and again, and LoadAll keeps them
+// all until memory runs out. Found by fuzz/fuzz_config.cpp. The documents
+// are counted with this handler instead, stopping when one starts where the
+// previous one did; the single document is then loaded with YAML::Load.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> marks;
+  void OnDocumentStart(const YAML::Mark& mark) override { marks.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 void apply_file(Config& config, const std::string& file) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(file, ec)) {
     throw ConfigError(file + ": cannot read the config file: " +
                       (std::filesystem::exists(file, ec) ? "not a regular file" : "no such file"));
   }
-  std::vector<YAML::Node> documents;
-  try {
-    documents = YAML::LoadAllFromFile(file);
-  } catch (const YAML::ParserException& e) {
-    throw ConfigError(file + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
-  } catch (const std::exception& e) {  // yaml-cpp lets I/O errors through as std::ios_base::failure
-    throw ConfigError(file + ": cannot read the config file: " + e.what());
-  }
-  if (documents.empty() || documents[0].IsNull()) return;  // an empty file: all defaults
-  if (documents.size() > 1) fail_at(file, documents[1], "(document)", "one YAML document expected, found " + std::to_string(documents.size()));
-  const YAML::Node& root = documents[0];
-  if (!root.IsMap()) fail_at(file, root, "(top level)", "expected a mapping of keys, got " + std::string(node_kind(root)));
-  apply_yaml(config, root, "", file);
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || in.bad()) throw ConfigError(file + ": cannot read the config file: " + std::strerror(errno));
+  apply_config_text(config, text.str(), file);
 }
 
 }  // namespace
+
+void apply_config_text(Config& config, std::string_view text, const std::string& file) {
+  // Not YAML::LoadAll: see DocumentStarts.
+  const std::string input(text);
+  YAML::Node root;
+  try {
+    std::istringstream stream(input);
+    YAML::Parser parser(stream);
+    DocumentStarts starts;
+    while (parser.HandleNextDocument(starts)) {
+      size_t n = starts.marks.size();
+      if (n >= 2 && starts.marks[n - 1].pos == starts.marks[n - 2].pos) {
+        throw ConfigError(file + ":" + std::to_string(starts.marks[n - 1].line + 1) +
+                          ": YAML syntax error: a stray token (such as ',') where a value should start");
+      }
+    }
+    if (starts.marks.size() > 1) {
+      throw ConfigError(file + ":" + std::to_string(starts.marks[1].line + 1) +
+                        ": (document): one YAML document expected, found " + std::to_string(starts.marks.size()));
+    }
+    root = YAML::Load(input);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(file + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
+  }
+  if (root.IsNull()) return;  // an empty file: all defaults
+  if (!root.IsMap()) fail_at(file, root, "(top level)", "expected a mapping of keys, got " + std::string(node_kind(root)));
+  apply_yaml(config, root, "", file);
+}
 
 ConfigError::ConfigError(const std::string& message) : std::runtime_error(one_line(message)) {}
 

@@ -79,6 +79,10 @@ AgentArgs parse_agent_args(const std::vector<std::string>& args);
 // Defaults, then the file (if any), then the flags; validated. Throws ConfigError.
 Config build_config(const std::string& config_file, const std::vector<FlagValue>& flags);
 
+// Applies the text of a config file on top of `config`, as build_config
+// does with the file's content; `file` names it in errors. Throws ConfigError.
+void apply_config_text(Config& config, std::string_view text, const std::string& file);
+
 // The flag reference for `nodeperf agent --help`.
 std::string config_help();
 

@@ -136,12 +136,58 @@ HttpResponse HttpServer::respond(http::verb method, std::string_view target, con
   return route->second(HttpRequest{target, query, headers});
 }
 
+void limit_request_parser(HttpRequestParser& parser, const HttpLimits& limits) {
+  parser.header_limit(limits.max_request_bytes);
+  parser.body_limit(0);
+}
+
+std::optional<HttpAnswer> HttpServer::answer(const boost::system::error_code& ec, const HttpRequestParser& parser) {
+  HttpAnswer a;
+  if (!ec) {
+    const auto& req = parser.get();
+    a.head = req.method() == http::verb::head;
+    a.response = respond(req.method(), req.target(), req);
+    a.keep_alive = req.keep_alive();
+  } else if (ec == http::error::header_limit) {
+    a.response = HttpResponse::text(431, "431 request header fields too large\n");
+  } else if (ec == http::error::body_limit || ec == http::error::unexpected_body) {
+    a.response = HttpResponse::text(413, "413 request body not accepted\n");
+  } else if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+             ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
+             ec == asio::error::eof) {
+    return std::nullopt;  // closed, idle too long, or evicted: nothing to answer
+  } else {
+    a.response = HttpResponse::text(400, "400 bad request: " + ec.message() + "\n");
+  }
+  ++stats_.responses_by_code[a.response.status];
+  return a;
+}
+
+HttpResponseMessage response_message(const HttpAnswer& answer) {
+  const HttpResponse& res = answer.response;
+  HttpResponseMessage out;
+  out.version(11);
+  out.result(res.status);
+  out.set(http::field::server, "nodeperf");
+  out.set(http::field::content_type, res.content_type);
+  if (!res.content_encoding.empty()) out.set(http::field::content_encoding, res.content_encoding);
+  if (res.status == 405) out.set(http::field::allow, "GET, HEAD");
+  std::string_view payload = res.payload();
+  out.keep_alive(answer.keep_alive);
+  if (answer.head) {
+    out.content_length(payload.size());  // the size GET would send, and no body
+  } else {
+    out.body() = http::span_body<const char>::value_type(payload.data(), payload.size());
+    out.prepare_payload();
+  }
+  return out;
+}
+
 asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> conn) {
   beast::flat_buffer buffer;
   for (;;) {
-    http::request_parser<http::empty_body> parser;
-    parser.header_limit(limits_.max_request_bytes);
-    parser.body_limit(0);
+    HttpRequestParser parser;
+    limit_request_parser(parser, limits_);
     conn->busy = false;
     conn->idle_since = std::chrono::steady_clock::now();
     conn->stream.expires_after(limits_.idle_timeout);
@@ -149,51 +195,18 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> conn) {
     co_await http::async_read(conn->stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     conn->busy = true;
 
-    HttpResponse res;
-    bool keep_alive = false;
-    http::verb method = http::verb::get;
-    if (!ec) {
-      const auto& req = parser.get();
-      method = req.method();
-      res = respond(method, req.target(), req);
-      keep_alive = req.keep_alive();
-    } else if (ec == http::error::header_limit) {
-      res = HttpResponse::text(431, "431 request header fields too large\n");
-    } else if (ec == http::error::body_limit || ec == http::error::unexpected_body) {
-      res = HttpResponse::text(413, "413 request body not accepted\n");
-    } else if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-               ec == asio::error::operation_aborted || ec == asio::error::connection_reset ||
-               ec == asio::error::eof) {
-      break;  // closed, idle too long, or evicted: nothing to answer
-    } else {
-      res = HttpResponse::text(400, "400 bad request: " + ec.message() + "\n");
-    }
-
-    http::response<http::span_body<const char>> out;
-    out.version(11);
-    out.result(res.status);
-    out.set(http::field::server, "nodeperf");
-    out.set(http::field::content_type, res.content_type);
-    if (!res.content_encoding.empty()) out.set(http::field::content_encoding, res.content_encoding);
-    if (res.status == 405) out.set(http::field::allow, "GET, HEAD");
-    std::string_view payload = res.payload();
-    out.keep_alive(keep_alive);
-    if (method == http::verb::head) {
-      out.content_length(payload.size());  // the size GET would send, and no body
-    } else {
-      out.body() = http::span_body<const char>::value_type(payload.data(), payload.size());
-      out.prepare_payload();
-    }
-    ++stats_.responses_by_code[res.status];
+    std::optional<HttpAnswer> a = answer(ec, parser);
+    if (!a) break;
+    HttpResponseMessage out = response_message(*a);
     http::response_serializer<http::span_body<const char>> serializer(out);
-    if (method == http::verb::head) serializer.split(true);
+    if (a->head) serializer.split(true);
     conn->stream.expires_after(limits_.idle_timeout);
-    if (method == http::verb::head) {
+    if (a->head) {
       co_await http::async_write_header(conn->stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
     } else {
       co_await http::async_write(conn->stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
     }
-    if (ec || !keep_alive || stopped_) break;
+    if (ec || !a->keep_alive || stopped_) break;
   }
   boost::system::error_code ignored;
   conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);

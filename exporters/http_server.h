@@ -7,12 +7,17 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/fields.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/span_body.hpp>
 #include <chrono>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -51,6 +56,20 @@ struct HttpLimits {
   unsigned max_request_bytes = 8192;
 };
 
+// The parser every request is read with, and the limits the server sets on it.
+using HttpRequestParser = boost::beast::http::request_parser<boost::beast::http::empty_body>;
+void limit_request_parser(HttpRequestParser& parser, const HttpLimits& limits);
+
+// What the server sends for one request read.
+struct HttpAnswer {
+  HttpResponse response;
+  bool keep_alive = false;
+  bool head = false;  // HEAD: the headers GET would send, without the body
+};
+using HttpResponseMessage = boost::beast::http::response<boost::beast::http::span_body<const char>>;
+// The response message for an answer; its body points into answer.response.
+HttpResponseMessage response_message(const HttpAnswer& answer);
+
 struct HttpStats {
   std::map<unsigned, uint64_t> responses_by_code;
   uint64_t connections_open = 0;
@@ -69,6 +88,12 @@ class HttpServer {
   void set_limits(HttpLimits limits) { limits_ = limits; }
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   const HttpStats& stats() const { return stats_; }
+
+  // The answer to one read of a request with a limited HttpRequestParser:
+  // `ec` is the read's outcome. Counted in stats(). nullopt when there is
+  // nothing to answer (closed, idle too long, evicted). Besides serve(),
+  // fuzz/fuzz_http.cpp calls it, on requests read from memory.
+  std::optional<HttpAnswer> answer(const boost::system::error_code& ec, const HttpRequestParser& parser);
 
  private:
   struct Connection;

@@ -11,6 +11,8 @@ packages=(
   libncurses-dev nlohmann-json3-dev
   # eBPF: clang compiles bpf/*.bpf.c, bpftool makes skeletons, libbpf loads them
   clang llvm libbpf-dev bpftool
+  # fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes for clang
+  libclang-rt-14-dev
   # tests and benchmarks: Catch2, promtool and a real Prometheus, a peer exporter
   catch2 python3 curl procps tmux
   prometheus prometheus-node-exporter

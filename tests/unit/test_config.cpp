@@ -378,3 +378,40 @@ TEST_CASE("config: every option has a flag and shows in --help", "[config][docs]
   REQUIRE(tick != docs.end());
   CHECK(tick->default_value == "1s");
 }
+
+TEST_CASE("config: a file's text applies as the file does, errors naming the given name", "[config]") {
+  TempDir dir;
+  const std::string yaml = "tick: 2s\ncollector:\n  cpu: false\nweb:\n  listen_address: ':0'\n";
+  Config from_text;
+  apply_config_text(from_text, yaml, "text.yaml");
+  CHECK(from_text == build_config(dir.write("same.yaml", yaml), {}));
+  CHECK(from_text.tick == 2s);
+  CHECK_FALSE(from_text.enabled("cpu"));
+
+  Config empty;
+  apply_config_text(empty, "", "empty.yaml");
+  CHECK(empty == Config());
+
+  Config c;
+  CHECK(error_of([&] { apply_config_text(c, "tick: 1s\nbogus: 1\n", "given.yaml"); }) ==
+        "given.yaml:2: bogus: unknown key");
+  CHECK_THAT(error_of([&] { apply_config_text(c, "a: [\n", "given.yaml"); }),
+             StartsWith("given.yaml:") && Contains("YAML syntax error"));
+}
+
+// Found by fuzz/fuzz_config.cpp (fuzz/corpus/fuzz_config/regress-*): yaml-cpp
+// 0.7's LoadAll never returned on a stray ',' and grew without bound.
+TEST_CASE("config: a stray ',' is a syntax error, not a hang", "[config][errors]") {
+  Config c;
+  CHECK(error_of([&] { apply_config_text(c, ", a\n- b\n", "f.yaml"); }) ==
+        "f.yaml:1: YAML syntax error: a stray token (such as ',') where a value should start");
+  CHECK(error_of([&] { apply_config_text(c, ",", "f.yaml"); }) ==
+        "f.yaml:1: YAML syntax error: a stray token (such as ',') where a value should start");
+  CHECK(error_of([&] { apply_config_text(c, "tick: 1s\n---\n\n ,\n", "f.yaml"); }) ==
+        "f.yaml:4: YAML syntax error: a stray token (such as ',') where a value should start");
+  TempDir dir;
+  std::string file = dir.write("comma.yaml", "tick: 1s\n,\n");
+  CHECK_THAT(error_of([&] { build_config(file, {}); }), StartsWith(file + ":"));
+  CHECK(error_of([&] { apply_config_text(c, "tick: 1s\n---\ntick: 2s\n", "f.yaml"); }) ==
+        "f.yaml:2: (document): one YAML document expected, found 2");
+}
