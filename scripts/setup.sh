@@ -11,10 +11,10 @@ packages=(
   libncurses-dev nlohmann-json3-dev
   # eBPF: clang compiles bpf/*.bpf.c, bpftool makes skeletons, libbpf loads them
   clang llvm libbpf-dev bpftool
-  # fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes for clang
-  libclang-rt-14-dev
   # tests and benchmarks: Catch2, promtool and a real Prometheus, a peer exporter
   catch2 python3 curl procps tmux
+  # fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes for clang
+  libclang-rt-14-dev
   prometheus prometheus-node-exporter
   # eBPF tests and benchmarks: peers and load generators
   libbpf-tools bpftrace fio stress-ng linux-perf iproute2 util-linux mount e2fsprogs
