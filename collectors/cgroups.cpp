@@ -153,7 +153,8 @@ struct DirRef {
   int fd;
   const std::string& root;  // the hierarchy's
   const std::string& path;  // the cgroup's, "/" for the root
-  std::string file(const char* name) const { return (path == "/" ? root : root + path) + "/" + name; }
+  std::string dir() const { return path == "/" ? root : root + path; }
+  std::string file(const char* name) const { return dir() + "/" + name; }
 };
 
 // Reads small cgroup files into one reused buffer. A file that is missing
@@ -288,12 +289,12 @@ class DirFds {
 
   // `born` tells a cgroup made again under the same path from the one
   // whose (now dead) directory the descriptor holds.
-  int get(size_t h, const std::string& dir, uint64_t born) {
+  int get(size_t h, const DirRef& dir, uint64_t born) {
     if (born_[h] == born) return fd_[h];
     close(fd_[h]);
     born_[h] = born;
     if (budget_->open >= budget_->max) return -1;
-    fd_[h] = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    fd_[h] = ::open(dir.dir().c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     budget_->open += fd_[h] >= 0;
     return fd_[h];
   }
@@ -508,8 +509,9 @@ class CgroupsCollector final : public Collector {
     if (source_[s] < 0) return std::nullopt;
     auto h = static_cast<size_t>(source_[s]);
     if (!(e.present >> h & 1)) return std::nullopt;
-    const std::string& root = hierarchies_[h]->root();
-    return DirRef{e.dirs.get(h, path == "/" ? root : root + path, e.born[h]), root, path};
+    DirRef ref{-1, hierarchies_[h]->root(), path};
+    ref.fd = e.dirs.get(h, ref, e.born[h]);  // the directory's path is built only to open it
+    return ref;
   }
 
   // This tick's figures into e.stats, the last tick's kept in e.prev;
