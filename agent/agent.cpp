@@ -149,6 +149,7 @@ void Agent::build_collectors(bool keep_running) {
       next.push_back(std::move(*running));
     } else {
       next.push_back(CollectorState{&f, f.make(config_), false, 0, LogLimiter()});
+      next.back().collector->use_block_feed(&block_feed_);
     }
   }
   collectors_ = std::move(next);

@@ -16,6 +16,7 @@
 #include "agent/history.h"
 #include "agent/log.h"
 #include "agent/snapshot.h"
+#include "collectors/block_feed.h"
 #include "collectors/collector.h"
 #include "exporters/http_server.h"
 
@@ -74,6 +75,7 @@ class Agent {
   std::map<std::string, uint64_t, std::less<>> collector_errors_;  // kept across reloads
   std::shared_ptr<const Snapshot> snapshot_;
   std::unique_ptr<KubeletPods> kubelet_;  // names from the kubelet, when kubelet.url is set
+  BlockFeed block_feed_;                  // the blockio collector's counts, for the volumes collector
   History history_;  // snapshot_'s values and the ones before, for the JSON API
   std::string hostname_;
   std::chrono::steady_clock::time_point next_tick_;

@@ -5,6 +5,7 @@
 #include <linux/types.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -48,6 +49,11 @@ class BucketLayout {
   std::array<__u64, NP_HIST_TABLE> thresholds_;
   std::vector<ClassicBound> classic_;
 };
+
+// Ticks in the sliding window of the *_window_seconds summaries.
+inline size_t window_ticks(std::chrono::milliseconds window, std::chrono::milliseconds tick) {
+  return static_cast<size_t>(window / tick);
+}
 
 // Cumulative counts since start, and the counts of the last `window` ticks.
 class LatencyHistogram {

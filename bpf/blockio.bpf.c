@@ -86,6 +86,21 @@ static __always_inline __u32 disk_dev(struct request *rq, bool trusted)
 	return ((__u32)READ(trusted, disk, major) << MINORBITS) | (__u32)READ(trusted, disk, first_minor);
 }
 
+/* The device the request is for: its partition, so that volumes on two
+ * partitions of one disk are told apart, else the whole disk (requests
+ * without a partition, such as flushes, and kernels before 5.11, whose
+ * request->part is not a block_device). The agent maps partitions to their
+ * disks for the per-disk series. */
+static __always_inline __u32 request_dev(struct request *rq, bool trusted)
+{
+	if (!bpf_core_type_exists(struct hd_struct)) {
+		struct block_device *part = READ(trusted, rq, part);
+		if (part)
+			return READ(trusted, part, bd_dev);
+	}
+	return disk_dev(rq, trusted);
+}
+
 static __always_inline __u8 request_op(struct request *rq, bool trusted)
 {
 	switch (READ(trusted, rq, cmd_flags) & REQ_OP_MASK) {
@@ -147,7 +162,7 @@ static __always_inline void on_complete(struct request *rq, unsigned int nr_byte
 	bpf_map_delete_elem(&requests, &key);
 	if (!st.issued_ns)
 		return;
-	struct np_block_key k = {.cgroup_id = st.cgroup_id, .dev = disk_dev(rq, trusted), .op = request_op(rq, trusted)};
+	struct np_block_key k = {.cgroup_id = st.cgroup_id, .dev = request_dev(rq, trusted), .op = request_op(rq, trusted)};
 	__u64 latency = bpf_ktime_get_ns() - st.issued_ns;
 	k.kind = NP_BLOCK_LATENCY;
 	k.bucket = np_bucket_index(np_thresholds, latency);

@@ -13,7 +13,7 @@ enum np_block_kind {
 /* Key of the per-CPU histogram: one bucket of one (cgroup, device, op, kind). */
 struct np_block_key {
 	__u64 cgroup_id; /* v2 cgroup of the task that submitted the request */
-	__u32 dev;       /* the whole disk, kernel dev_t: major << 20 | minor */
+	__u32 dev;       /* the partition, or the whole disk: kernel dev_t, major << 20 | minor */
 	__u8 op;         /* enum np_block_op */
 	__u8 kind;       /* enum np_block_kind */
 	__u16 bucket;

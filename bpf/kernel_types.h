@@ -57,10 +57,21 @@ struct request_queue {
 	struct gendisk *disk;            /* 5.15+ */
 };
 
+struct block_device {
+	__u32 bd_dev; /* the kernel's dev_t: major << MINORBITS | minor */
+};
+
 struct request {
 	struct request_queue *q;
-	unsigned int cmd_flags; /* the op in the low REQ_OP_BITS bits */
+	struct block_device *part; /* the partition (or whole disk) written to; may be NULL */
+	unsigned int cmd_flags;    /* the op in the low REQ_OP_BITS bits */
 	unsigned int __data_len;
+};
+
+/* Before 5.11 (block: remove struct hd_struct) request->part pointed to
+ * one of these, not a block_device: only its existence is checked. */
+struct hd_struct {
+	int partno;
 };
 
 struct request___pre_5_17 {

@@ -9,9 +9,11 @@
 #include "agent/log.h"
 #include "bpf/blockio.h"
 #include "bpf/blockio.skel.h"
+#include "collectors/block_feed.h"
 #include "collectors/bpf_probe.h"
 #include "collectors/diskstats.h"
 #include "collectors/proc_file.h"
+#include "collectors/volumes.h"
 #include "exporters/exposition.h"
 
 namespace nodeperf {
@@ -57,15 +59,20 @@ class BlockioCollector final : public Collector {
   explicit BlockioCollector(const Config& config)
       : layout_(config.histogram_schema),
         window_ticks_(window_ticks(config.histogram_window, config.tick)),
+        host_root_(config.host_root),
         diskstats_(host_path(config.host_root, "proc/diskstats")),
         by_cgroup_(layout_, window_ticks_, config.host_root) {
     probe_.start([this] { load(); });
   }
 
+  void use_block_feed(BlockFeed* feed) override { feed_ = feed; }
+
   Status collect(SampleSink& out) override {
     if (!probe_.running()) return Status::failed(probe_.error);
+    if (feed_) feed_->counts.clear();
     drain_.drain(bpf_map__fd(probe_.skel->maps.block_hist), [&](const np_block_key& k, uint64_t n, uint64_t sum) {
-      Series& s = series(k.dev, k.op < NP_OP_COUNT ? k.op : static_cast<uint8_t>(NP_OP_OTHER));
+      if (feed_) feed_->counts.push_back({k, n, sum});
+      Series& s = series(disk_of(k.dev), k.op < NP_OP_COUNT ? k.op : static_cast<uint8_t>(NP_OP_OTHER));
       switch (k.kind) {
         case NP_BLOCK_LATENCY:
           s.latency.add(k.bucket, n, sum);
@@ -89,6 +96,7 @@ class BlockioCollector final : public Collector {
       emit_size(out, labels, s.size);
     }
     by_cgroup_.emit(out, kCgroupLatency);
+    if (feed_) ++feed_->ticks;
     drain_.prune_idle(bpf_map__fd(probe_.skel->maps.block_hist), window_ticks_);
     probe_.attached->emit_stats(out);
     emit_map_drops(out, kProbe, bpf_map__fd(probe_.skel->maps.block_drops), {"block_hist", "requests"});
@@ -119,6 +127,18 @@ class BlockioCollector final : public Collector {
                                        LatencyHistogram(layout_, window_ticks_), {}}).first;
     }
     return it->second;
+  }
+
+  // The whole disk of a device the probe reports (a partition, or the disk
+  // itself), kernel encoding, from sysfs; the device itself if sysfs does not
+  // know it (gone already).
+  uint32_t disk_of(uint32_t dev) {
+    auto it = disks_.find(dev);
+    if (it != disks_.end()) return it->second;
+    auto d = resolve_block_device(host_root_, dev >> 20, dev & ((1u << 20) - 1));
+    uint32_t disk = d ? kernel_dev(d->disk_dev) : dev;
+    if (disks_.size() > 4096) disks_.clear();  // devices come and go (loop, dm): bound the cache
+    return disks_.emplace(dev, disk).first->second;
   }
 
   // The disk's name as /proc/diskstats has it; "major:minor" if it has none.
@@ -156,6 +176,9 @@ class BlockioCollector final : public Collector {
 
   BucketLayout layout_;
   size_t window_ticks_;
+  std::string host_root_;
+  std::unordered_map<uint32_t, uint32_t> disks_;  // device -> its whole disk
+  BlockFeed* feed_ = nullptr;
   ProcFile diskstats_;
   std::unordered_map<uint32_t, std::string> names_;
   std::map<std::pair<uint32_t, uint8_t>, Series> series_;  // ordered: stable exposition

@@ -63,11 +63,6 @@ void set_thresholds(volatile __u64* table, const BucketLayout& layout);
 template <typename Skel>
 using SkeletonPtr = std::unique_ptr<Skel, void (*)(Skel*)>;
 
-// Ticks in the sliding window of the *_window_seconds summaries.
-inline size_t window_ticks(std::chrono::milliseconds window, std::chrono::milliseconds tick) {
-  return static_cast<size_t>(window / tick);
-}
-
 // Turns on the tp_btf programs if `use_btf`, else their raw_tp twins.
 // Returns which it chose: tp_btf (true) unless NODEPERF_BPF_ATTACH=raw_tp.
 bool choose_programs(bool use_btf, std::initializer_list<bpf_program*> tp_btf,

@@ -15,6 +15,7 @@ namespace nodeperf {
 
 struct Config;
 class KubeletPods;
+struct BlockFeed;
 
 // The outcome of one collection. "partial": some lines or files were bad and
 // skipped, the rest was emitted. "failed": nothing could be read.
@@ -35,6 +36,9 @@ class Collector {
   // The agent's kubelet client (names for pod UIDs), or null when there is
   // none; the agent calls this again, with null first, before it replaces it.
   virtual void use_kubelet(KubeletPods*) {}
+  // The agent's block IO feed (collectors/block_feed.h), for the blockio
+  // collector to fill and later ones to read; set once, before the first tick.
+  virtual void use_block_feed(BlockFeed*) {}
 };
 
 struct CollectorFactory {

@@ -167,6 +167,16 @@ std::optional<KubeletVolumePath> parse_kubelet_volume_path(std::string_view moun
   return std::nullopt;
 }
 
+bool is_kubelet_mount(std::string_view mount_point) {
+  if (parse_kubelet_volume_path(mount_point)) return true;
+  std::vector<std::string_view> s = segments(mount_point);
+  for (size_t i = 0; i + 2 < s.size(); ++i) {
+    if (s[i] == "pods" && is_pod_uid(s[i + 1]) && s[i + 2] == "volume-subpaths") return true;
+    if (s[i] == "plugins" && s[i + 1] == "kubernetes.io") return true;
+  }
+  return false;
+}
+
 bool is_config_volume_plugin(std::string_view plugin) {
   return plugin == "kubernetes.io~secret" || plugin == "kubernetes.io~configmap" ||
          plugin == "kubernetes.io~projected" || plugin == "kubernetes.io~downward-api";

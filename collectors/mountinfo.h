@@ -51,6 +51,12 @@ struct KubeletVolumePath {
 // staging and global mounts, paths with a malformed pod UID).
 std::optional<KubeletVolumePath> parse_kubelet_volume_path(std::string_view mount_point);
 
+// True for every mount the kubelet makes for a pod's volume: the volumes
+// above, subPath binds (pods/<uid>/volume-subpaths/...), and the plugins'
+// staging and global mounts (plugins/kubernetes.io/...). A device mounted
+// anywhere else is used by something besides its volumes.
+bool is_kubelet_mount(std::string_view mount_point);
+
 // True for the plugins that hold configuration rather than data (secret,
 // configmap, projected, downward-api): every pod has one (its service
 // account token), and their size says nothing about storage.

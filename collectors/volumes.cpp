@@ -16,7 +16,11 @@
 #include <memory>
 #include <set>
 
+#include "agent/cgroup_paths.h"
 #include "agent/config.h"
+#include "agent/histogram.h"
+#include "agent/k8s_paths.h"
+#include "collectors/block_feed.h"
 #include "collectors/parse.h"
 #include "collectors/proc_file.h"
 #include "collectors/statfs_pool.h"
@@ -25,6 +29,8 @@ namespace nodeperf {
 namespace {
 
 constexpr std::string_view kLabels = "pod_uid,volume,device";
+constexpr std::string_view kOpLabels = "pod_uid,volume,device,op";
+constexpr std::string_view kIoSource = "bpf: block_rq_issue, block_rq_complete (the blockio collector)";
 
 constexpr MetricInfo kMetrics[] = {
     {"nodeperf_volume_capacity_bytes", MetricType::gauge, kLabels, "statvfs, sysfs",
@@ -39,16 +45,33 @@ constexpr MetricInfo kMetrics[] = {
     {"nodeperf_volume_stale", MetricType::gauge, kLabels, "statvfs",
      "1 if the volume's statvfs did not answer within the tick's deadline (a hung mount): its figures are left "
      "out until it answers; 0 otherwise."},
-    {"nodeperf_volume_info", MetricType::gauge, "pod_uid,volume,device,plugin,kind,mountpoint,fstype,disk",
+    {"nodeperf_volume_info", MetricType::gauge, "pod_uid,volume,device,plugin,kind,mountpoint,fstype,disk,io",
      "mountinfo, sysfs, kubelet", "1 per pod volume found in the host's mount table, with its plugin, mount point, "
-     "file system, block device and whole disk; namespace, pod and persistentvolumeclaim when the kubelet gives them."},
+     "file system, block device and whole disk, and how its IO is attributed (io: device, cgroup or none); "
+     "namespace, pod and persistentvolumeclaim when the kubelet gives them."},
     {"nodeperf_volume_stat_threads", MetricType::gauge, "", "statvfs",
      "Threads running the volumes' statvfs calls, those stuck on hung mounts included (at most 8)."},
     {"nodeperf_volume_mount_table_reads_total", MetricType::counter, "", "mountinfo",
      "Times the host's mount table was read: at start and when it changed."},
+    {"nodeperf_volume_io_latency_seconds", MetricType::histogram, kOpLabels, kIoSource,
+     "Time from a block request's issue to its completion, per volume and op (docs/volumes.md says which "
+     "requests a volume counts)."},
+    {"nodeperf_volume_io_latency_window_seconds", MetricType::summary, kOpLabels, kIoSource,
+     "Volume IO latency p50, p95 and p99 over the sliding window."},
+    {"nodeperf_volume_io_ops_total", MetricType::counter, kOpLabels, kIoSource, "Block requests completed."},
+    {"nodeperf_volume_io_bytes_total", MetricType::counter, kOpLabels, kIoSource, "Bytes of block requests completed."},
+    {"nodeperf_volume_io_in_flight", MetricType::gauge, kOpLabels, "sysfs: <device>/inflight",
+     "Requests issued and not yet completed (op: read or write), for volumes that have their device to "
+     "themselves."},
 };
-enum : size_t { capacity, available, used, inodes, inodes_free, inodes_used, stale, info, threads, reads };
-static_assert(reads + 1 == std::size(kMetrics));
+enum : size_t {
+  capacity, available, used, inodes, inodes_free, inodes_used, stale, info, threads, reads,
+  io_latency, io_latency_window, io_ops, io_bytes, io_in_flight
+};
+static_assert(io_in_flight + 1 == std::size(kMetrics));
+constexpr LatencyFamilies kIoLatency{kMetrics[io_latency], kMetrics[io_latency_window]};
+constexpr std::string_view kOps[NP_OP_COUNT] = {"read", "write", "flush", "discard", "other"};
+constexpr std::string_view kAttribution[] = {"none", "device", "cgroup"};
 
 // statvfs budget: every volume's call of a tick shares it, so a tick with a
 // hung mount spends at most this much waiting.
@@ -113,11 +136,14 @@ std::optional<BlockDevice> resolve_dir(const std::string& host_root, const std::
         if (e->d_name[0] == '.') continue;
         auto below = resolve_dir(host_root, host_path(host_root, "sys/class/block/" + std::string(e->d_name)), depth + 1);
         d.slaves.push_back(below ? below->disk : std::string(e->d_name));
+        if (below) d.leaves.insert(d.leaves.end(), below->leaves.begin(), below->leaves.end());
       }
       ::closedir(dp);
       std::sort(d.slaves.begin(), d.slaves.end());
+      std::sort(d.leaves.begin(), d.leaves.end());
     }
   }
+  if (d.slaves.empty()) d.leaves = {d.dev};
   return d;
 }
 
@@ -173,6 +199,29 @@ std::vector<std::string> claims_for_pod(const PodNames& pod, const std::vector<s
   }
   if (unmatched.size() == 1 && claims_left.size() == 1) out[unmatched[0]] = claims_left[0];
   return out;
+}
+
+IoRoutes::IoRoutes(const std::vector<const Volume*>& volumes, const std::set<uint32_t>& mounted_elsewhere) {
+  attribution_.assign(volumes.size(), IoAttribution::none);
+  std::set<uint32_t> below_mapper;  // reached through device-mapper: other targets can share it unseen
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    const Volume& v = *volumes[i];
+    if (!v.device) continue;
+    for (dev_t leaf : v.device->leaves) {
+      by_device_[kernel_dev(leaf)].volumes.emplace_back(v.path.pod_uid, i);
+      if (leaf != v.device->dev) below_mapper.insert(kernel_dev(leaf));
+    }
+  }
+  for (auto& [dev, t] : by_device_) {
+    t.own = t.volumes.size() == 1 && !mounted_elsewhere.contains(dev) && !below_mapper.contains(dev);
+  }
+  for (size_t i = 0; i < volumes.size(); ++i) {
+    const Volume& v = *volumes[i];
+    if (!v.device || v.device->leaves.empty()) continue;
+    bool own = std::all_of(v.device->leaves.begin(), v.device->leaves.end(),
+                           [&](dev_t leaf) { return by_device_[kernel_dev(leaf)].own; });
+    attribution_[i] = own ? IoAttribution::device : IoAttribution::cgroup;
+  }
 }
 
 namespace {
@@ -246,12 +295,21 @@ class MountTable {
   struct stat stat_ {};
 };
 
+// A volume's block IO of one op.
+struct OpIo {
+  LatencyHistogram latency;
+  uint64_t ops = 0, bytes = 0;
+};
+
 struct Tracked {
   Volume volume;
   std::string stat_path;            // host root + mount point
   std::string labels;               // pod_uid, volume, device [, namespace, pod, persistentvolumeclaim]
   std::string info_labels;          // the same plus the info metric's own
   bool named = false;               // has the kubelet's names
+  std::string namespace_name, pod, claim;  // the kubelet's names, once named
+  IoAttribution attribution = IoAttribution::none;
+  std::map<uint8_t, OpIo> io;              // by op: read and write from the start, others once seen
   std::shared_ptr<StatfsPool::Job> job;  // the last call: finished, or still stuck in the file system
   bool stale = false;                    // no answer this tick
   int error = 0;                         // this tick's statvfs errno
@@ -264,14 +322,20 @@ class VolumesCollector final : public Collector {
  public:
   explicit VolumesCollector(const Config& config)
       : host_root_(config.host_root), table_(host_path(config.host_root, "proc/1/mountinfo")),
-        pool_(kWorkers, kMaxThreads) {}
+        pool_(kWorkers, kMaxThreads), layout_(config.histogram_schema),
+        window_ticks_(window_ticks(config.histogram_window, config.tick)), cgroups_(config.host_root) {}
+
+  void use_block_feed(BlockFeed* feed) override { feed_ = feed; }
 
   void use_kubelet(KubeletPods* kubelet) override {
     kubelet_ = kubelet;
     for (Tracked& t : volumes_) {
       if (!t.named) continue;
-      render(t, nullptr, {});  // names from a kubelet no longer asked; a new one names them again
-      t.named = false;
+      t.named = false;  // names from a kubelet no longer asked; a new one names them again
+      t.namespace_name.clear();
+      t.pod.clear();
+      t.claim.clear();
+      render(t);
     }
   }
 
@@ -283,13 +347,14 @@ class VolumesCollector final : public Collector {
       Problems parse_problems(table_.path());
       std::vector<MountEntry> mounts = parse_mountinfo(*text, parse_problems);
       if (Status s = parse_problems.status(); s.kind != Status::Kind::ok) problems.add(s.error);
-      update(find_volumes(mounts));
+      update(find_volumes(mounts), mounted_elsewhere(mounts));
     } else if (!error.empty()) {
       if (volumes_.empty()) return Status::failed(error);
       problems.add(error);  // keep the volumes last seen
     }
     if (kubelet_) name_volumes();
     stat_volumes();
+    account_io();
 
     auto figure = [](const struct statvfs& st, size_t metric) -> double {
       double frsize = static_cast<double>(st.f_frsize ? st.f_frsize : st.f_bsize);
@@ -315,13 +380,23 @@ class VolumesCollector final : public Collector {
     for (const Tracked& t : volumes_) out.add_rendered(kMetrics[info], 1, t.info_labels);
     out.add(kMetrics[threads], static_cast<double>(pool_.threads()));
     out.add(kMetrics[reads], static_cast<double>(reads_));
+    emit_io(out);
     return problems.status();
   }
 
  private:
-  // Adopts a new volume list, keeping the state (labels, stuck calls) of
-  // the volumes that stay.
-  void update(std::vector<Volume> found) {
+  // Devices with a mount that is not the kubelet's: used by more than their volumes.
+  static std::set<uint32_t> mounted_elsewhere(const std::vector<MountEntry>& mounts) {
+    std::set<uint32_t> out;
+    for (const MountEntry& m : mounts) {
+      if (m.major != 0 && !is_kubelet_mount(m.mount_point)) out.insert((m.major << 20) | m.minor);
+    }
+    return out;
+  }
+
+  // Adopts a new volume list, keeping the state (labels, stuck calls, IO
+  // counts) of the volumes that stay.
+  void update(std::vector<Volume> found, const std::set<uint32_t>& elsewhere) {
     std::map<std::string, Tracked> old;
     for (Tracked& t : volumes_) old.emplace(t.volume.mount.mount_point, std::move(t));
     volumes_.clear();
@@ -337,9 +412,84 @@ class VolumesCollector final : public Collector {
         t.volume.device = device_of(t.volume.mount);
         t.stat_path = host_path(host_root_, t.volume.mount.mount_point);
         t.named = false;
-        render(t, nullptr, {});
       }
       volumes_.push_back(std::move(t));
+    }
+    std::vector<const Volume*> list;
+    for (const Tracked& t : volumes_) list.push_back(&t.volume);
+    routes_ = IoRoutes(list, elsewhere);
+    for (size_t i = 0; i < volumes_.size(); ++i) {
+      Tracked& t = volumes_[i];
+      t.attribution = routes_.attribution(i);
+      if (t.attribution != IoAttribution::none) {
+        for (uint8_t op : {NP_OP_READ, NP_OP_WRITE}) io_of(t, op);
+      }
+      render(t);
+    }
+  }
+
+  OpIo& io_of(Tracked& t, uint8_t op) {
+    auto it = t.io.find(op);
+    if (it == t.io.end()) it = t.io.emplace(op, OpIo{LatencyHistogram(layout_, window_ticks_)}).first;
+    return it->second;
+  }
+
+  // The pod UID of a v2 cgroup id ("" if it is not a pod's), cached.
+  std::string_view pod_of(uint64_t cgroup_id) {
+    auto it = pods_.find(cgroup_id);
+    if (it != pods_.end()) return it->second;
+    const std::string& path = cgroups_.path(cgroup_id);
+    if (path.empty()) return {};  // unknown yet (or gone): not cached, asked again
+    if (pods_.size() > 65536) pods_.clear();
+    auto ref = parse_kubernetes_cgroup(path);
+    return pods_.emplace(cgroup_id, ref ? ref->pod_uid : std::string()).first->second;
+  }
+
+  // This tick's block IO from the blockio collector, onto the volumes.
+  void account_io() {
+    if (!feed_ || feed_->ticks == feed_ticks_) return;  // blockio off, or did not drain this tick
+    feed_ticks_ = feed_->ticks;
+    for (const BlockIoCount& c : feed_->counts) {
+      if (c.key.kind != NP_BLOCK_LATENCY && c.key.kind != NP_BLOCK_SIZE) continue;
+      auto index = routes_.route(c.key.dev, [&] { return pod_of(c.key.cgroup_id); });
+      if (!index) continue;
+      OpIo& io = io_of(volumes_[*index], std::min<uint8_t>(c.key.op, NP_OP_OTHER));
+      if (c.key.kind == NP_BLOCK_LATENCY) {
+        io.latency.add(c.key.bucket, c.count, c.sum);
+        io.ops += c.count;
+      } else {
+        io.bytes += c.sum;
+      }
+    }
+  }
+
+  void emit_io(SampleSink& out) {
+    std::vector<Label> labels;
+    for (Tracked& t : volumes_) {
+      for (auto& [op, io] : t.io) {
+        io.latency.end_tick();
+        labels = label_list(t);
+        labels.push_back({"op", kOps[op]});
+        emit_latency(out, kIoLatency, labels, io.latency, layout_);
+        out.add(kMetrics[io_ops], static_cast<double>(io.ops), labels);
+        out.add(kMetrics[io_bytes], static_cast<double>(io.bytes), labels);
+      }
+      // The kernel's own count, exact when the device is the volume's alone.
+      if (t.attribution != IoAttribution::device || t.volume.device->leaves.size() != 1) continue;
+      dev_t dev = t.volume.device->leaves.front();
+      auto text = read_small_file(host_path(host_root_, "sys/dev/block/" + std::to_string(major(dev)) + ":" +
+                                                            std::to_string(minor(dev)) + "/inflight"));
+      if (!text) continue;
+      Fields fields(*text);
+      std::string_view reads_text, writes_text;
+      if (!fields.next(reads_text) || !fields.next(writes_text)) continue;
+      auto r = parse_u64(reads_text), w = parse_u64(writes_text);
+      if (!r || !w) continue;
+      labels = label_list(t);
+      labels.push_back({"op", "read"});
+      out.add(kMetrics[io_in_flight], static_cast<double>(*r), labels);
+      labels.back() = {"op", "write"};
+      out.add(kMetrics[io_in_flight], static_cast<double>(*w), labels);
     }
   }
 
@@ -350,15 +500,23 @@ class VolumesCollector final : public Collector {
     return resolve_block_device(host_root_, m.major, m.minor);
   }
 
-  void render(Tracked& t, const PodNames* names, std::string_view claim) const {
+  // Every series' labels: pod_uid, volume, device, then the kubelet's names once known.
+  static std::vector<Label> label_list(const Tracked& t) {
     const Volume& v = t.volume;
-    std::string device = v.device ? v.device->name : std::string();
-    std::vector<Label> labels = {{"pod_uid", v.path.pod_uid}, {"volume", v.path.volume}, {"device", device}};
-    if (names) {
-      labels.push_back({"namespace", names->namespace_name});
-      labels.push_back({"pod", names->pod});
-      if (!claim.empty()) labels.push_back({"persistentvolumeclaim", claim});
+    std::vector<Label> labels = {{"pod_uid", v.path.pod_uid},
+                                 {"volume", v.path.volume},
+                                 {"device", v.device ? std::string_view(v.device->name) : std::string_view()}};
+    if (t.named) {
+      labels.push_back({"namespace", t.namespace_name});
+      labels.push_back({"pod", t.pod});
+      if (!t.claim.empty()) labels.push_back({"persistentvolumeclaim", t.claim});
     }
+    return labels;
+  }
+
+  static void render(Tracked& t) {
+    const Volume& v = t.volume;
+    std::vector<Label> labels = label_list(t);
     t.labels.clear();
     append_labels(t.labels, labels);
     std::string disk = v.device ? v.device->disk : std::string();
@@ -367,6 +525,7 @@ class VolumesCollector final : public Collector {
     labels.push_back({"mountpoint", v.mount.mount_point});
     labels.push_back({"fstype", v.mount.fstype});
     labels.push_back({"disk", disk});
+    labels.push_back({"io", kAttribution[static_cast<size_t>(t.attribution)]});
     t.info_labels.clear();
     append_labels(t.info_labels, labels);
   }
@@ -393,8 +552,11 @@ class VolumesCollector final : public Collector {
       std::vector<std::string> claims = claims_for_pod(*names, path_names);
       for (size_t i = 0; i < all.size(); ++i) {
         if (all[i]->named) continue;
-        render(*all[i], names, claims[i]);
         all[i]->named = true;
+        all[i]->namespace_name = names->namespace_name;
+        all[i]->pod = names->pod;
+        all[i]->claim = claims[i];
+        render(*all[i]);
       }
     }
   }
@@ -450,12 +612,22 @@ class VolumesCollector final : public Collector {
   std::vector<Tracked> volumes_;
   KubeletPods* kubelet_ = nullptr;
   uint64_t reads_ = 0;
+  BucketLayout layout_;
+  size_t window_ticks_;
+  IoRoutes routes_;
+  BlockFeed* feed_ = nullptr;
+  uint64_t feed_ticks_ = 0;  // the feed's tick last accounted
+  CgroupPaths cgroups_;
+  std::unordered_map<uint64_t, std::string> pods_;  // v2 cgroup id -> pod UID ("" if not a pod's)
 };
 
 }  // namespace
 
 const CollectorFactory kVolumesCollector{
-    "volumes", "Per Kubernetes volume capacity, usage and inodes, and hung mounts (host mountinfo, statvfs)", kMetrics,
+    "volumes",
+    "Per Kubernetes volume capacity, usage and inodes, and hung mounts (host mountinfo, statvfs); block IO ops, bytes "
+    "and latency per volume (eBPF, through the blockio collector)",
+    kMetrics,
     [](const Config& c) -> std::unique_ptr<Collector> { return std::make_unique<VolumesCollector>(c); }};
 
 }  // namespace nodeperf

@@ -4,11 +4,15 @@
 // (docs/volumes.md).
 #pragma once
 
+#include <sys/sysmacros.h>
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "agent/kubelet.h"
@@ -18,9 +22,9 @@
 namespace nodeperf {
 
 // A block device and what is under it, from sysfs under the host root. The
-// later per-volume IO accounting maps the (major:minor) of a block IO to a
-// volume through these: the device itself, its whole disk, and the devices
-// a device-mapper target sits on.
+// per-volume IO accounting maps the (major:minor) of a block request to a
+// volume through these: the device itself, or for a device-mapper target
+// the devices at the bottom of its stack, where requests are seen.
 struct BlockDevice {
   std::string name;  // the kernel's name: "sda1", "dm-0", "loop3"
   dev_t dev = 0;
@@ -28,6 +32,10 @@ struct BlockDevice {
   dev_t disk_dev = 0;
   std::vector<std::string> slaves;  // device-mapper: the devices below (partitions resolved to their disk)
   std::string backing_file;         // loop: the file behind it
+  // Where the block layer's requests for this device are seen: the device
+  // itself, or for a device-mapper target (bio-based: it remaps bios and has
+  // no requests of its own) the devices at the bottom of its stack.
+  std::vector<dev_t> leaves;
 };
 
 // The device with this number, or nullopt if sysfs does not know it (no
@@ -58,6 +66,57 @@ std::vector<Volume> find_volumes(const std::vector<MountEntry>& mounts);
 // and exactly one volume is left unmatched, that is its claim; otherwise
 // unknown (mapping a PV to its claim needs the API server).
 std::vector<std::string> claims_for_pod(const PodNames& pod, const std::vector<std::string>& path_names);
+
+// How a volume's block IO is told apart from the rest (docs/volumes.md).
+enum class IoAttribution {
+  none,    // no block device (NFS, FUSE, tmpfs...)
+  device,  // every request on its device is the volume's: exact
+  cgroup,  // the device is shared: requests whose submitter is in the volume's pod
+};
+
+// Where the requests on each device go, for one volume list (indexes into
+// it). A device is the volume's own when no other volume sits on it and
+// nothing else mounts it (`mounted_elsewhere`: devices with a mount that is
+// not a pod volume's, kernel encoding); then every request on it is the
+// volume's. Otherwise a request goes to the volume, among those on the
+// device, of the submitting task's pod: the first by pod and name if that
+// pod has several there.
+class IoRoutes {
+ public:
+  IoRoutes() = default;
+  IoRoutes(const std::vector<const Volume*>& volumes, const std::set<uint32_t>& mounted_elsewhere);
+
+  // The volume a request on `dev` (kernel encoding, major << 20 | minor)
+  // goes to; `pod_of_submitter` gives the submitter's pod UID ("" if none)
+  // and is called only for shared devices.
+  template <typename PodOf>
+  std::optional<size_t> route(uint32_t dev, PodOf&& pod_of_submitter) const {
+    auto it = by_device_.find(dev);
+    if (it == by_device_.end()) return std::nullopt;
+    const Targets& t = it->second;
+    if (t.own) return t.volumes.front().second;
+    std::string_view pod = pod_of_submitter();
+    if (pod.empty()) return std::nullopt;
+    for (const auto& [uid, index] : t.volumes) {
+      if (uid == pod) return index;
+    }
+    return std::nullopt;
+  }
+  IoAttribution attribution(size_t volume) const {
+    return volume < attribution_.size() ? attribution_[volume] : IoAttribution::none;
+  }
+
+ private:
+  struct Targets {
+    bool own = false;
+    std::vector<std::pair<std::string, size_t>> volumes;  // (pod UID, index), in volume order
+  };
+  std::unordered_map<uint32_t, Targets> by_device_;
+  std::vector<IoAttribution> attribution_;
+};
+
+// dev_t to the kernel's encoding, which the BPF programs report.
+inline uint32_t kernel_dev(dev_t dev) { return (major(dev) << 20) | minor(dev); }
 
 extern const CollectorFactory kVolumesCollector;
 

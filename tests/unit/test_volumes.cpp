@@ -185,6 +185,9 @@ TEST_CASE("block devices from sysfs: partitions, device-mapper, loop") {
   CHECK(dm->name == "dm-0");
   CHECK(dm->disk == "dm-0");
   CHECK(dm->slaves == std::vector<std::string>{"sdc", "sde"});
+  // Requests for a device-mapper target are seen on the partitions below it.
+  CHECK(dm->leaves == std::vector<dev_t>{makedev(8, 33), makedev(8, 66)});
+  CHECK(sdc1->leaves == std::vector<dev_t>{makedev(8, 33)});
   auto loop = resolve_block_device(root, 7, 0);
   REQUIRE(loop);
   CHECK(loop->backing_file == "/var/lib/images/pv0002.img");
@@ -197,6 +200,68 @@ TEST_CASE("block devices from sysfs: partitions, device-mapper, loop") {
   CHECK_FALSE(resolve_block_device(root, 0, 55));  // tmpfs
   CHECK_FALSE(resolve_block_device(root, 8, 99));  // unknown
   CHECK_FALSE(resolve_block_device(root, "../x"));
+}
+
+TEST_CASE("kubelet mounts: volumes, subpaths and plugin mounts; anything else is not") {
+  CHECK(is_kubelet_mount("/var/lib/kubelet/pods/" + kPodA + "/volumes/kubernetes.io~csi/pv-1/mount"));
+  CHECK(is_kubelet_mount("/var/lib/kubelet/pods/" + kPodA + "/volume-subpaths/pv-1/app/0"));
+  CHECK(is_kubelet_mount("/var/lib/kubelet/plugins/kubernetes.io/csi/ebs.csi.aws.com/abc/globalmount"));
+  CHECK(is_kubelet_mount("/data/kubelet/plugins/kubernetes.io/csi/pv/pv-1/globalmount"));
+  CHECK_FALSE(is_kubelet_mount("/var/lib/kubelet"));
+  CHECK_FALSE(is_kubelet_mount("/mnt/disks/ssd0"));
+  CHECK_FALSE(is_kubelet_mount("/var/lib/kubelet/pods/not-a-uid/volume-subpaths/x/y/0"));
+}
+
+namespace {
+
+Volume volume_on(const std::string& uid, const std::string& name, dev_t dev, std::vector<dev_t> leaves = {}) {
+  Volume v;
+  v.path.pod_uid = uid;
+  v.path.volume = name;
+  v.device = BlockDevice{};
+  v.device->dev = dev;
+  v.device->leaves = leaves.empty() ? std::vector<dev_t>{dev} : leaves;
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("IO routes: a device of one volume is exact; a shared one goes by the submitter's pod") {
+  Volume a1 = volume_on(kPodA, "pv-1", makedev(8, 17));  // sdb1: pod A's alone
+  Volume a2 = volume_on(kPodA, "pv-2", makedev(8, 33));  // sdc1: pod A's and pod B's
+  Volume b = volume_on(kPodB, "pv-3", makedev(8, 33));
+  Volume a3 = volume_on(kPodA, "pv-4", makedev(8, 33));  // pod A's second volume there
+  Volume dm = volume_on(kPodB, "pv-5", makedev(253, 0), {makedev(8, 49), makedev(8, 65)});
+  Volume nfs;  // no block device
+  nfs.path.pod_uid = kPodB;
+  IoRoutes routes({&a1, &a2, &b, &a3, &dm, &nfs}, {});
+  int asked = 0;
+  auto pod = [&](std::string_view p) {
+    return [&asked, p]() -> std::string_view {
+      ++asked;
+      if (p == "a") return kPodA;
+      if (p == "b") return kPodB;
+      return {};
+    };
+  };
+  CHECK(routes.route(kernel_dev(makedev(8, 17)), pod("b")) == 0u);  // whoever submits: the device is pv-1's
+  CHECK(asked == 0);
+  CHECK(routes.route(kernel_dev(makedev(8, 33)), pod("a")) == 1u);  // pod A's first volume there
+  CHECK(routes.route(kernel_dev(makedev(8, 33)), pod("b")) == 2u);
+  CHECK_FALSE(routes.route(kernel_dev(makedev(8, 33)), pod("")));  // a kernel thread, the host: no pod
+  CHECK(routes.route(kernel_dev(makedev(8, 65)), pod("b")) == 4u);   // below device-mapper: by cgroup
+  CHECK_FALSE(routes.route(kernel_dev(makedev(8, 65)), pod("a")));
+  CHECK_FALSE(routes.route(kernel_dev(makedev(8, 32)), pod("a")));  // the disk of sdc1: no volume
+  CHECK(routes.attribution(0) == IoAttribution::device);
+  CHECK(routes.attribution(1) == IoAttribution::cgroup);
+  CHECK(routes.attribution(4) == IoAttribution::cgroup);  // other targets can share its devices unseen
+  CHECK(routes.attribution(5) == IoAttribution::none);
+
+  // The same device mounted somewhere that is not a pod volume: shared.
+  IoRoutes elsewhere({&a1}, {kernel_dev(makedev(8, 17))});
+  CHECK(elsewhere.attribution(0) == IoAttribution::cgroup);
+  CHECK(elsewhere.route(kernel_dev(makedev(8, 17)), pod("a")) == 0u);
+  CHECK_FALSE(elsewhere.route(kernel_dev(makedev(8, 17)), pod("b")));
 }
 
 TEST_CASE("claims: by the pod's volume name, or the one claim left") {
