@@ -43,6 +43,7 @@ struct task_struct {
 	int tgid;
 	struct sched_info sched_info;
 	struct css_set *cgroups;
+	struct files_struct *files;
 };
 
 struct gendisk {
@@ -99,6 +100,41 @@ struct sock {
 struct tcp_sock {
 	__u32 srtt_us; /* smoothed RTT << 3, in microseconds */
 };
+
+/* A file descriptor's way to its file system. */
+struct super_block {
+	__u32 s_dev; /* kernel dev_t; 0:N for file systems without a block device */
+};
+
+struct inode {
+	struct super_block *i_sb;
+};
+
+struct file {
+	struct inode *f_inode;
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
+/* The registers a system call entered with: its first argument. */
+#if defined(__TARGET_ARCH_x86)
+struct pt_regs {
+	unsigned long di;
+};
+#define NP_SYSCALL_ARG0(regs) BPF_CORE_READ(regs, di)
+#elif defined(__TARGET_ARCH_arm64)
+struct pt_regs {
+	__u64 regs[31];
+};
+#define NP_SYSCALL_ARG0(regs) BPF_CORE_READ(regs, regs[0])
+#endif
 
 #pragma clang attribute pop
 

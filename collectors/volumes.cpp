@@ -21,6 +21,7 @@
 #include "agent/histogram.h"
 #include "agent/k8s_paths.h"
 #include "collectors/block_feed.h"
+#include "collectors/fs_latency.h"
 #include "collectors/parse.h"
 #include "collectors/proc_file.h"
 #include "collectors/statfs_pool.h"
@@ -31,6 +32,7 @@ namespace {
 constexpr std::string_view kLabels = "pod_uid,volume,device";
 constexpr std::string_view kOpLabels = "pod_uid,volume,device,op";
 constexpr std::string_view kIoSource = "bpf: block_rq_issue, block_rq_complete (the blockio collector)";
+constexpr std::string_view kFsSource = "bpf: sys_enter, sys_exit";
 
 constexpr MetricInfo kMetrics[] = {
     {"nodeperf_volume_capacity_bytes", MetricType::gauge, kLabels, "statvfs, sysfs",
@@ -47,7 +49,7 @@ constexpr MetricInfo kMetrics[] = {
      "out until it answers; 0 otherwise."},
     {"nodeperf_volume_info", MetricType::gauge, "pod_uid,volume,device,plugin,kind,mountpoint,fstype,disk,io",
      "mountinfo, sysfs, kubelet", "1 per pod volume found in the host's mount table, with its plugin, mount point, "
-     "file system, block device and whole disk, and how its IO is attributed (io: device, cgroup or none); "
+     "file system, block device and whole disk, and how its IO is attributed (io: exclusive, cgroup or none); "
      "namespace, pod and persistentvolumeclaim when the kubelet gives them."},
     {"nodeperf_volume_stat_threads", MetricType::gauge, "", "statvfs",
      "Threads running the volumes' statvfs calls, those stuck on hung mounts included (at most 8)."},
@@ -63,15 +65,22 @@ constexpr MetricInfo kMetrics[] = {
     {"nodeperf_volume_io_in_flight", MetricType::gauge, kOpLabels, "sysfs: <device>/inflight",
      "Requests issued and not yet completed (op: read or write), for volumes that have their device to "
      "themselves."},
+    {"nodeperf_volume_fs_latency_seconds", MetricType::histogram, kOpLabels, kFsSource,
+     "Time of read, write and fsync system calls on files of a volume without a block device (NFS, CIFS, FUSE), "
+     "per op: what the application waited, page cache hits included."},
+    {"nodeperf_volume_fs_latency_window_seconds", MetricType::summary, kOpLabels, kFsSource,
+     "File-system call latency p50, p95 and p99 over the sliding window."},
 };
 enum : size_t {
   capacity, available, used, inodes, inodes_free, inodes_used, stale, info, threads, reads,
-  io_latency, io_latency_window, io_ops, io_bytes, io_in_flight
+  io_latency, io_latency_window, io_ops, io_bytes, io_in_flight, fs_latency, fs_latency_window
 };
-static_assert(io_in_flight + 1 == std::size(kMetrics));
+static_assert(fs_latency_window + 1 == std::size(kMetrics));
 constexpr LatencyFamilies kIoLatency{kMetrics[io_latency], kMetrics[io_latency_window]};
+constexpr LatencyFamilies kFsLatency{kMetrics[fs_latency], kMetrics[fs_latency_window]};
+constexpr std::string_view kFsOps[NP_FS_OP_COUNT] = {"read", "write", "fsync"};
 constexpr std::string_view kOps[NP_OP_COUNT] = {"read", "write", "flush", "discard", "other"};
-constexpr std::string_view kAttribution[] = {"none", "device", "cgroup"};
+constexpr std::string_view kAttribution[] = {"none", "exclusive", "cgroup"};
 
 // statvfs budget: every volume's call of a tick shares it, so a tick with a
 // hung mount spends at most this much waiting.
@@ -201,27 +210,43 @@ std::vector<std::string> claims_for_pod(const PodNames& pod, const std::vector<s
   return out;
 }
 
-IoRoutes::IoRoutes(const std::vector<const Volume*>& volumes, const std::set<uint32_t>& mounted_elsewhere) {
+IoRoutes::IoRoutes(const std::vector<Source>& volumes, const std::set<uint32_t>& mounted_elsewhere) {
   attribution_.assign(volumes.size(), IoAttribution::none);
-  std::set<uint32_t> below_mapper;  // reached through device-mapper: other targets can share it unseen
+  std::set<uint32_t> below_mapper;  // other targets can share these unseen
   for (size_t i = 0; i < volumes.size(); ++i) {
-    const Volume& v = *volumes[i];
-    if (!v.device) continue;
-    for (dev_t leaf : v.device->leaves) {
-      by_device_[kernel_dev(leaf)].volumes.emplace_back(v.path.pod_uid, i);
-      if (leaf != v.device->dev) below_mapper.insert(kernel_dev(leaf));
+    for (dev_t dev : volumes[i].devices) {
+      by_device_[kernel_dev(dev)].volumes.emplace_back(volumes[i].pod_uid, i);
+      if (volumes[i].below_mapper) below_mapper.insert(kernel_dev(dev));
     }
   }
   for (auto& [dev, t] : by_device_) {
     t.own = t.volumes.size() == 1 && !mounted_elsewhere.contains(dev) && !below_mapper.contains(dev);
   }
   for (size_t i = 0; i < volumes.size(); ++i) {
-    const Volume& v = *volumes[i];
-    if (!v.device || v.device->leaves.empty()) continue;
-    bool own = std::all_of(v.device->leaves.begin(), v.device->leaves.end(),
-                           [&](dev_t leaf) { return by_device_[kernel_dev(leaf)].own; });
-    attribution_[i] = own ? IoAttribution::device : IoAttribution::cgroup;
+    const auto& devices = volumes[i].devices;
+    if (devices.empty()) continue;
+    bool own = std::all_of(devices.begin(), devices.end(), [&](dev_t d) { return by_device_[kernel_dev(d)].own; });
+    attribution_[i] = own ? IoAttribution::exclusive : IoAttribution::cgroup;
   }
+}
+
+std::vector<IoRoutes::Source> IoRoutes::block_sources(const std::vector<const Volume*>& volumes) {
+  std::vector<Source> out;
+  for (const Volume* v : volumes) {
+    Source s{v->path.pod_uid, {}, false};
+    if (v->device) {
+      s.devices = v->device->leaves;
+      s.below_mapper = s.devices != std::vector<dev_t>{v->device->dev};
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::set<uint32_t> IoRoutes::devices() const {
+  std::set<uint32_t> out;
+  for (const auto& [dev, t] : by_device_) out.insert(dev);
+  return out;
 }
 
 namespace {
@@ -310,6 +335,7 @@ struct Tracked {
   std::string namespace_name, pod, claim;  // the kubelet's names, once named
   IoAttribution attribution = IoAttribution::none;
   std::map<uint8_t, OpIo> io;              // by op: read and write from the start, others once seen
+  std::map<uint8_t, LatencyHistogram> fs;  // file-system calls by op, for volumes without a block device
   std::shared_ptr<StatfsPool::Job> job;  // the last call: finished, or still stuck in the file system
   bool stale = false;                    // no answer this tick
   int error = 0;                         // this tick's statvfs errno
@@ -323,7 +349,8 @@ class VolumesCollector final : public Collector {
   explicit VolumesCollector(const Config& config)
       : host_root_(config.host_root), table_(host_path(config.host_root, "proc/1/mountinfo")),
         pool_(kWorkers, kMaxThreads), layout_(config.histogram_schema),
-        window_ticks_(window_ticks(config.histogram_window, config.tick)), cgroups_(config.host_root) {}
+        window_ticks_(window_ticks(config.histogram_window, config.tick)), cgroups_(config.host_root),
+        fs_probe_(layout_, window_ticks_) {}
 
   void use_block_feed(BlockFeed* feed) override { feed_ = feed; }
 
@@ -355,6 +382,8 @@ class VolumesCollector final : public Collector {
     if (kubelet_) name_volumes();
     stat_volumes();
     account_io();
+    fs_probe_.watch(fs_routes_.devices());  // retries a failed load now and then
+    account_fs();
 
     auto figure = [](const struct statvfs& st, size_t metric) -> double {
       double frsize = static_cast<double>(st.f_frsize ? st.f_frsize : st.f_bsize);
@@ -381,6 +410,7 @@ class VolumesCollector final : public Collector {
     out.add(kMetrics[threads], static_cast<double>(pool_.threads()));
     out.add(kMetrics[reads], static_cast<double>(reads_));
     emit_io(out);
+    emit_fs(out);
     return problems.status();
   }
 
@@ -389,7 +419,7 @@ class VolumesCollector final : public Collector {
   static std::set<uint32_t> mounted_elsewhere(const std::vector<MountEntry>& mounts) {
     std::set<uint32_t> out;
     for (const MountEntry& m : mounts) {
-      if (m.major != 0 && !is_kubelet_mount(m.mount_point)) out.insert((m.major << 20) | m.minor);
+      if (!is_kubelet_mount(m.mount_point)) out.insert((m.major << 20) | m.minor);
     }
     return out;
   }
@@ -417,15 +447,59 @@ class VolumesCollector final : public Collector {
     }
     std::vector<const Volume*> list;
     for (const Tracked& t : volumes_) list.push_back(&t.volume);
-    routes_ = IoRoutes(list, elsewhere);
+    routes_ = IoRoutes(IoRoutes::block_sources(list), elsewhere);
+    fs_routes_ = IoRoutes(fs_sources(list), elsewhere);
     for (size_t i = 0; i < volumes_.size(); ++i) {
       Tracked& t = volumes_[i];
       t.attribution = routes_.attribution(i);
       if (t.attribution != IoAttribution::none) {
         for (uint8_t op : {NP_OP_READ, NP_OP_WRITE}) io_of(t, op);
+      } else {
+        t.attribution = fs_routes_.attribution(i);
       }
       render(t);
     }
+  }
+
+  // Volumes timed at the file-system level: no block device, and not
+  // memory (tmpfs) or a device node (raw block); their super block's s_dev
+  // is the mount's major:minor.
+  static std::vector<IoRoutes::Source> fs_sources(const std::vector<const Volume*>& volumes) {
+    std::vector<IoRoutes::Source> out;
+    for (const Volume* v : volumes) {
+      IoRoutes::Source s{v->path.pod_uid, {}, false};
+      const std::string& type = v->mount.fstype;
+      if (!v->device && v->path.kind == KubeletVolumePath::Kind::filesystem && type != "tmpfs" && type != "ramfs" &&
+          type != "devtmpfs") {
+        s.devices = {makedev(v->mount.major, v->mount.minor)};
+      }
+      out.push_back(std::move(s));
+    }
+    return out;
+  }
+
+  void account_fs() {
+    fs_probe_.drain([&](const np_fs_key& k, uint64_t n, uint64_t sum) {
+      auto index = fs_routes_.route(k.dev, [&] { return pod_of(k.cgroup_id); });
+      if (!index || k.op >= NP_FS_OP_COUNT) return;
+      Tracked& t = volumes_[*index];
+      auto it = t.fs.find(k.op);
+      if (it == t.fs.end()) it = t.fs.emplace(k.op, LatencyHistogram(layout_, window_ticks_)).first;
+      it->second.add(k.bucket, n, sum);
+    });
+  }
+
+  void emit_fs(SampleSink& out) {
+    std::vector<Label> labels;
+    for (Tracked& t : volumes_) {
+      for (auto& [op, h] : t.fs) {
+        h.end_tick();
+        labels = label_list(t);
+        labels.push_back({"op", kFsOps[op]});
+        emit_latency(out, kFsLatency, labels, h, layout_);
+      }
+    }
+    fs_probe_.emit_stats(out);
   }
 
   OpIo& io_of(Tracked& t, uint8_t op) {
@@ -475,7 +549,7 @@ class VolumesCollector final : public Collector {
         out.add(kMetrics[io_bytes], static_cast<double>(io.bytes), labels);
       }
       // The kernel's own count, exact when the device is the volume's alone.
-      if (t.attribution != IoAttribution::device || t.volume.device->leaves.size() != 1) continue;
+      if (t.attribution != IoAttribution::exclusive || !t.volume.device || t.volume.device->leaves.size() != 1) continue;
       dev_t dev = t.volume.device->leaves.front();
       auto text = read_small_file(host_path(host_root_, "sys/dev/block/" + std::to_string(major(dev)) + ":" +
                                                             std::to_string(minor(dev)) + "/inflight"));
@@ -619,6 +693,8 @@ class VolumesCollector final : public Collector {
   uint64_t feed_ticks_ = 0;  // the feed's tick last accounted
   CgroupPaths cgroups_;
   std::unordered_map<uint64_t, std::string> pods_;  // v2 cgroup id -> pod UID ("" if not a pod's)
+  IoRoutes fs_routes_;                               // super blocks of volumes timed by system call
+  FsLatencyProbe fs_probe_;
 };
 
 }  // namespace

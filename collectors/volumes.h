@@ -69,22 +69,32 @@ std::vector<std::string> claims_for_pod(const PodNames& pod, const std::vector<s
 
 // How a volume's block IO is told apart from the rest (docs/volumes.md).
 enum class IoAttribution {
-  none,    // no block device (NFS, FUSE, tmpfs...)
-  device,  // every request on its device is the volume's: exact
-  cgroup,  // the device is shared: requests whose submitter is in the volume's pod
+  none,       // not measured (tmpfs, or no IO source)
+  exclusive,  // every request on its device (or call on its file system) is the volume's: exact
+  cgroup,     // shared: the requests (calls) whose submitter is in the volume's pod
 };
 
-// Where the requests on each device go, for one volume list (indexes into
-// it). A device is the volume's own when no other volume sits on it and
+// Where the requests on each device go, for one list of volumes (indexes
+// into it). A device is the volume's own when no other volume sits on it,
 // nothing else mounts it (`mounted_elsewhere`: devices with a mount that is
-// not a pod volume's, kernel encoding); then every request on it is the
-// volume's. Otherwise a request goes to the volume, among those on the
-// device, of the submitting task's pod: the first by pod and name if that
-// pod has several there.
+// not a pod volume's, kernel encoding) and it is not below a device-mapper
+// target; then every request on it is the volume's. Otherwise a request
+// goes to the volume, among those on the device, of the submitting task's
+// pod: the first in list order if that pod has several there. The same
+// routes serve block requests (devices) and file-system calls (super
+// blocks, 0:N for NFS and FUSE).
 class IoRoutes {
  public:
+  struct Source {
+    std::string pod_uid;
+    std::vector<dev_t> devices;  // where its requests are seen; empty: none
+    bool below_mapper = false;   // those are below a device-mapper target
+  };
+
   IoRoutes() = default;
-  IoRoutes(const std::vector<const Volume*>& volumes, const std::set<uint32_t>& mounted_elsewhere);
+  IoRoutes(const std::vector<Source>& volumes, const std::set<uint32_t>& mounted_elsewhere);
+  // The block IO sources of volumes (their devices' leaves).
+  static std::vector<Source> block_sources(const std::vector<const Volume*>& volumes);
 
   // The volume a request on `dev` (kernel encoding, major << 20 | minor)
   // goes to; `pod_of_submitter` gives the submitter's pod UID ("" if none)
@@ -105,6 +115,9 @@ class IoRoutes {
   IoAttribution attribution(size_t volume) const {
     return volume < attribution_.size() ? attribution_[volume] : IoAttribution::none;
   }
+  bool empty() const { return by_device_.empty(); }
+  // Every device routed (kernel encoding).
+  std::set<uint32_t> devices() const;
 
  private:
   struct Targets {

@@ -16,6 +16,8 @@ packages=(
   # fuzzing (scripts/fuzz.sh): libFuzzer and the sanitizer runtimes for clang
   libclang-rt-14-dev
   prometheus prometheus-node-exporter
+  # volume tests: a real FUSE file system (bindfs over a directory)
+  bindfs
   # eBPF tests and benchmarks: peers and load generators
   libbpf-tools bpftrace fio stress-ng linux-perf iproute2 util-linux mount e2fsprogs
   # deployment tests: manifests read in Python, validated offline with npm's

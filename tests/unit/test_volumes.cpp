@@ -234,7 +234,7 @@ TEST_CASE("IO routes: a device of one volume is exact; a shared one goes by the 
   Volume dm = volume_on(kPodB, "pv-5", makedev(253, 0), {makedev(8, 49), makedev(8, 65)});
   Volume nfs;  // no block device
   nfs.path.pod_uid = kPodB;
-  IoRoutes routes({&a1, &a2, &b, &a3, &dm, &nfs}, {});
+  IoRoutes routes(IoRoutes::block_sources({&a1, &a2, &b, &a3, &dm, &nfs}), {});
   int asked = 0;
   auto pod = [&](std::string_view p) {
     return [&asked, p]() -> std::string_view {
@@ -252,13 +252,13 @@ TEST_CASE("IO routes: a device of one volume is exact; a shared one goes by the 
   CHECK(routes.route(kernel_dev(makedev(8, 65)), pod("b")) == 4u);   // below device-mapper: by cgroup
   CHECK_FALSE(routes.route(kernel_dev(makedev(8, 65)), pod("a")));
   CHECK_FALSE(routes.route(kernel_dev(makedev(8, 32)), pod("a")));  // the disk of sdc1: no volume
-  CHECK(routes.attribution(0) == IoAttribution::device);
+  CHECK(routes.attribution(0) == IoAttribution::exclusive);
   CHECK(routes.attribution(1) == IoAttribution::cgroup);
   CHECK(routes.attribution(4) == IoAttribution::cgroup);  // other targets can share its devices unseen
   CHECK(routes.attribution(5) == IoAttribution::none);
 
   // The same device mounted somewhere that is not a pod volume: shared.
-  IoRoutes elsewhere({&a1}, {kernel_dev(makedev(8, 17))});
+  IoRoutes elsewhere(IoRoutes::block_sources({&a1}), {kernel_dev(makedev(8, 17))});
   CHECK(elsewhere.attribution(0) == IoAttribution::cgroup);
   CHECK(elsewhere.route(kernel_dev(makedev(8, 17)), pod("a")) == 0u);
   CHECK_FALSE(elsewhere.route(kernel_dev(makedev(8, 17)), pod("b")));
