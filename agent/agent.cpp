@@ -58,7 +58,7 @@ bool same_collector_settings(const Config& a, const Config& b) {
          a.netdev_device_exclude == b.netdev_device_exclude && a.cgroups_include == b.cgroups_include &&
          a.cgroups_exclude == b.cgroups_exclude && a.cgroups_max_depth == b.cgroups_max_depth &&
          a.cgroups_max == b.cgroups_max && a.cgroups_max_io_series == b.cgroups_max_io_series &&
-         a.cadvisor_compat == b.cadvisor_compat;
+         a.cadvisor_compat == b.cadvisor_compat && a.volumes_fs_latency == b.volumes_fs_latency;
 }
 
 // The value of the first `name` parameter of a query string ("" for a bare

@@ -321,6 +321,11 @@ std::vector<Option> make_options() {
                "Most (cgroup, device) series of each cgroup IO family; the IO of later cgroups goes to cgroup=\"other\".",
                [](Config& c, std::string_view v) { return parse_uint(v, 0, 10'000'000, c.cgroups_max_io_series); },
                [](const Config& c) { return std::to_string(c.cgroups_max_io_series); }});
+  o.push_back({"collector.volumes.fs_latency", "collector.volumes.fs-latency", true,
+               "Time read, write and fsync calls on volumes without a block device (NFS, CIFS, FUSE) with eBPF on "
+               "every system call, while such a volume exists (docs/volumes.md gives the cost).",
+               [](Config& c, std::string_view v) { return parse_bool(v, c.volumes_fs_latency); },
+               [](const Config& c) { return std::string(c.volumes_fs_latency ? "true" : "false"); }});
   return o;
 }
 

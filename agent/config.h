@@ -33,6 +33,7 @@ struct Config {
   unsigned cgroups_max_depth = 4;
   unsigned cgroups_max = 2000;
   unsigned cgroups_max_io_series = 4000;
+  bool volumes_fs_latency = true;  // the fslatency probe for NFS, CIFS and FUSE volumes
   LogLevel log_level = LogLevel::info;
   int histogram_schema = 3;
   std::chrono::milliseconds histogram_window{60'000};

@@ -350,7 +350,7 @@ class VolumesCollector final : public Collector {
       : host_root_(config.host_root), table_(host_path(config.host_root, "proc/1/mountinfo")),
         pool_(kWorkers, kMaxThreads), layout_(config.histogram_schema),
         window_ticks_(window_ticks(config.histogram_window, config.tick)), cgroups_(config.host_root),
-        fs_probe_(layout_, window_ticks_) {}
+        fs_latency_(config.volumes_fs_latency), fs_probe_(layout_, window_ticks_) {}
 
   void use_block_feed(BlockFeed* feed) override { feed_ = feed; }
 
@@ -382,7 +382,7 @@ class VolumesCollector final : public Collector {
     if (kubelet_) name_volumes();
     stat_volumes();
     account_io();
-    fs_probe_.watch(fs_routes_.devices());  // retries a failed load now and then
+    if (fs_latency_) fs_probe_.watch(fs_routes_.devices());  // retries a failed load now and then
     account_fs();
 
     auto figure = [](const struct statvfs& st, size_t metric) -> double {
@@ -454,7 +454,7 @@ class VolumesCollector final : public Collector {
       t.attribution = routes_.attribution(i);
       if (t.attribution != IoAttribution::none) {
         for (uint8_t op : {NP_OP_READ, NP_OP_WRITE}) io_of(t, op);
-      } else {
+      } else if (fs_latency_) {
         t.attribution = fs_routes_.attribution(i);
       }
       render(t);
@@ -694,6 +694,7 @@ class VolumesCollector final : public Collector {
   CgroupPaths cgroups_;
   std::unordered_map<uint64_t, std::string> pods_;  // v2 cgroup id -> pod UID ("" if not a pod's)
   IoRoutes fs_routes_;                               // super blocks of volumes timed by system call
+  bool fs_latency_;                                  // --collector.volumes.fs-latency
   FsLatencyProbe fs_probe_;
 };
 
