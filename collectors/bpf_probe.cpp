@@ -174,7 +174,10 @@ void CgroupWindows::add(uint64_t cgroup_id, uint32_t bucket, uint64_t count, uin
 void CgroupWindows::emit(SampleSink& out, const MetricInfo& summary) {
   for (auto it = by_id_.begin(); it != by_id_.end();) {
     it->second.end_tick();
-    if (it->second.idle_for_window() && !paths_.alive(it->first)) {
+    // A removed cgroup's series go at the next tick, as the cgroups
+    // collector's do, even with events still in its window; one that is
+    // not known yet is kept (not shown) until it is, or until it is idle.
+    if (paths_.gone(it->first) || (it->second.idle_for_window() && paths_.path(it->first).empty())) {
       it = by_id_.erase(it);
       continue;
     }

@@ -75,7 +75,8 @@ class TcpCollector final : public Collector {
     emit_latency(out, kConnect, {}, connect_, layout_);
     for (auto it = by_cgroup_.begin(); it != by_cgroup_.end();) {
       it->second.rtt.end_tick();
-      if (it->second.rtt.idle_for_window() && !paths_.alive(it->first)) {
+      // Removed (series go at the next tick), or unknown and idle.
+      if (paths_.gone(it->first) || (it->second.rtt.idle_for_window() && paths_.path(it->first).empty())) {
         it = by_cgroup_.erase(it);  // the cgroup is gone: so are its series
         continue;
       }

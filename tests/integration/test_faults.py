@@ -161,6 +161,15 @@ def cgroup_vanish():
         bpfutil.wait_snapshots(agent, 3)
         left = [dict(k[1])["cgroup"] for k in bpfutil.scrape(agent)
                 if dict(k[1]).get("cgroup", "").startswith(tree.label + "/")]
+        if left:  # say what is left, where, and whether it goes later
+            parsed = bpfutil.scrape(agent)
+            names = sorted({k[0] for k in parsed if dict(k[1]).get("cgroup", "") in left})
+            dirs = [r + lbl for r in roots for lbl in set(left) if os.path.exists(r + lbl)]
+            bpfutil.wait_snapshots(agent, 20)
+            later = {dict(k[1])["cgroup"] for k in bpfutil.scrape(agent)
+                     if dict(k[1]).get("cgroup", "").startswith(tree.label + "/")}
+            print(f"info: cgroup_vanish: left {sorted(set(left))} in {names}; directories still there: {dirs}; "
+                  f"20 ticks later: {sorted(later)}")
         problems = problem_lines(agent.log(), log_start)
         print(f"info: cgroup_vanish: {made} cgroups created and removed in {time.monotonic() - start:.1f} s "
               f"in {len(roots)} hierarchies; {len(problems)} warning/error lines")
