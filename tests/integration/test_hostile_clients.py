@@ -446,7 +446,12 @@ def test_stalled_writers():
             status, _, _ = http_get(agent.url + "/metrics", timeout=10)
             took = time.monotonic() - t0
             held = socket_count(pid)
-            evicted = metric_sum(agent, "nodeperf_http_connections_evicted_total")
+            # The counter is published with the next tick (1 s).
+            deadline = time.monotonic() + 5
+            evicted = metric_sum(agent, "nodeperf_http_connections_evicted_total") or 0
+            while evicted < 3 * cap - 2 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                evicted = metric_sum(agent, "nodeperf_http_connections_evicted_total") or 0
             print(f"info: stalled writers ({4 * cap} clients, cap {cap}): agent sockets at peak "
                   f"{monitor.peak_sockets}, {held} now; {evicted:.0f} evicted; a scrape took {took * 1000:.1f} ms")
             check(status == 200, f"stalled writers: a scrape got {status}")
