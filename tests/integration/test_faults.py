@@ -16,6 +16,12 @@ consecutive scrapes never goes down), every scrape answers 200.
                   `connecting` map: nodeperf_bpf_map_drops_total{probe="tcp",
                   map="connecting"} counts, nothing crashes, other series go on.
                   (No probe uses a ring buffer: a full map is the overrun.)
+  bpf_hist_full   a process hops through 6,000 new v2 cgroups making a TCP
+                  connection in each: about 12,000 (cgroup, bucket) keys
+                  against tcp_hist's 8,192 entries. Drops counted under
+                  map="tcp_hist", the run-queue probe keeps counting, and once
+                  the keys have been idle for the window (3 s here) they are
+                  deleted and new connections count again.
   sigkill         kill -9: none of the agent's programs, links or maps is
                   left (bpftool); a new agent attaches and its series resume.
   clock_offset    the agent in a time namespace whose monotonic and boot
@@ -350,6 +356,90 @@ def bpf_map_full():
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+# The child for bpf_hist_full: it moves itself into each of N new v2 cgroups
+# in turn and makes one loopback TCP connection there, with a byte each way,
+# so every cgroup gets its own keys in tcp_hist (a connect bucket, an RTT
+# bucket): about 2N keys against the map's 8,192 entries.
+HOPPER = r"""
+import os, socket, sys
+parent, n = sys.argv[1], int(sys.argv[2])
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(64)
+for i in range(n):
+    d = f"{parent}/h{i}"
+    os.mkdir(d)
+    with open(f"{d}/cgroup.procs", "w") as f:
+        f.write(str(os.getpid()))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    s, _ = srv.accept()
+    s.sendall(b"x"); c.recv(1); c.sendall(b"y"); s.recv(1); s.sendall(b"z"); c.recv(1)
+    c.close(); s.close()
+with open(f"{parent}/cgroup.procs", "w") as f:
+    f.write(str(os.getpid()))
+"""
+
+
+def bpf_hist_full():
+    root = bpfutil.cgroup2_root()
+    if not root:
+        print("SKIP bpf_hist_full: no cgroup v2 hierarchy")
+        return
+    n = 6000
+    parent = f"{root}/nodeperf-test-faults-hist-{os.getpid()}"
+    os.mkdir(parent)
+    # A short window: keys idle for it are deleted from the map, so it
+    # empties again soon after the burst.
+    agent = Agent("--tick=250ms", "--histogram.window=3s", "--no-collector.cgroups")
+    watcher = None
+    try:
+        parsed = bpfutil.scrape(agent)
+        if bpfutil.collector_up(parsed, "tcp") != 1:
+            print("SKIP bpf_hist_full: the tcp collector is not up here")
+            return
+        before = drops(parsed, "tcp_hist")
+        runq0 = sum(series(parsed, "nodeperf_runqueue_latency_seconds_count").values())
+        watcher = Watcher(agent, every=0.2, name="bpf_hist_full")
+        t0 = time.monotonic()
+        hop = subprocess.run([sys.executable, "-c", HOPPER, parent, str(n)], capture_output=True, text=True,
+                             timeout=120)
+        took = time.monotonic() - t0
+        check(hop.returncode == 0, f"bpf_hist_full: the cgroup hopper failed: {hop.stderr[-300:]}")
+        parsed, _ = bpfutil.wait_snapshots(agent, 2)
+        after = drops(parsed, "tcp_hist")
+        runq1 = sum(series(parsed, "nodeperf_runqueue_latency_seconds_count").values())
+        print(f"info: bpf_hist_full: {n} cgroups with a TCP connection each in {took:.1f} s; "
+              f"drops{{map=tcp_hist}} {before} -> {after}; runqueue events {runq0:.0f} -> {runq1:.0f}")
+        check(before is not None and after is not None and after - before >= 1000,
+              f"bpf_hist_full: tcp_hist drops {before} -> {after}, want >= 1000 (about {2 * n} keys, 8,192 entries)")
+        check(runq1 > runq0, "bpf_hist_full: the runqueue probe kept counting")
+        check(bpfutil.collector_up(parsed, "tcp") == 1, "bpf_hist_full: tcp collector still up")
+        # Once the keys have been idle for the window they are deleted: a
+        # new connection is counted again.
+        time.sleep(4)
+        parsed, _ = bpfutil.wait_snapshots(agent, 2)
+        count0 = sum(series(parsed, "nodeperf_tcp_connect_latency_seconds_count").values())
+        drops0 = drops(parsed, "tcp_hist")
+        with socket.socket() as srv:
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(8)
+            for _ in range(5):
+                socket.create_connection(srv.getsockname(), timeout=5).close()
+        parsed, _ = bpfutil.wait_snapshots(agent, 3)
+        count1 = sum(series(parsed, "nodeperf_tcp_connect_latency_seconds_count").values())
+        print(f"info: bpf_hist_full: after the window: 5 connects, connect count {count0:.0f} -> {count1:.0f}, "
+              f"drops {drops0} -> {drops(parsed, 'tcp_hist')}")
+        check(count1 >= count0 + 5, f"bpf_hist_full: connects not counted after the map emptied: {count0} -> {count1}")
+    finally:
+        if watcher:
+            watcher.close()
+        agent.stop()
+        for name in sorted(os.listdir(parent)):
+            if name.startswith("h") and os.path.isdir(f"{parent}/{name}"):
+                os.rmdir(f"{parent}/{name}")
+        os.rmdir(parent)
+
+
 def sigkill():
     if not shutil.which("bpftool"):
         print("SKIP sigkill: no bpftool")
@@ -437,7 +527,7 @@ def main():
     if os.geteuid() != 0:
         print("SKIP: needs root (cgroupfs, BPF, time namespaces)")
         sys.exit(77)
-    checks.run(cgroup_vanish, kubelet_faults, bpf_map_full, sigkill, clock_offset)
+    checks.run(cgroup_vanish, kubelet_faults, bpf_map_full, bpf_hist_full, sigkill, clock_offset)
     checks.done()
 
 
