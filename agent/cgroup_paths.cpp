@@ -33,13 +33,13 @@ const std::string& CgroupPaths::path(uint64_t id) {
   return it == paths_.end() ? unknown : it->second;
 }
 
-bool CgroupPaths::alive(uint64_t id) {
-  const std::string& p = path(id);
-  if (p.empty()) return false;
+bool CgroupPaths::gone(uint64_t id) {
+  auto it = paths_.find(id);
+  if (it == paths_.end()) return false;
   struct stat st{};
-  if (stat((root_ + p).c_str(), &st) == 0 && st.st_ino == id) return true;
-  paths_.erase(id);
-  return false;
+  if (stat((root_ + it->second).c_str(), &st) == 0 && st.st_ino == id) return false;
+  paths_.erase(it);
+  return true;
 }
 
 void CgroupPaths::rescan() {

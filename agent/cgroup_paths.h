@@ -19,8 +19,9 @@ class CgroupPaths {
   // after a rescan (the cgroup is gone). Rescans at most once a second.
   const std::string& path(uint64_t id);
   const std::string& root() const { return root_; }
-  // True while the cgroup's directory still exists (one stat).
-  bool alive(uint64_t id);
+  // True if the id's path is known and its directory is gone (one stat, no
+  // rescan): the cgroup was removed. An id not known (yet) is not "gone".
+  bool gone(uint64_t id);
 
  private:
   void rescan();

@@ -174,7 +174,7 @@ std::vector<Option> make_options() {
                },
                [](const Config& c) { return c.web_config_file; }});
   o.push_back({"web.max_connections", "web.max-connections", false,
-               "Most HTTP connections open at once; past it, the longest-idle one is closed.",
+               "Most HTTP connections open at once; past it, the longest-idle one is closed (or, if none is idle, the one whose response has stalled longest).",
                [](Config& c, std::string_view v) { return parse_uint(v, 1, 65535, c.max_connections); },
                [](const Config& c) { return std::to_string(c.max_connections); }});
   o.push_back({"web.idle_timeout", "web.idle-timeout", false,

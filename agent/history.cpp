@@ -80,8 +80,14 @@ void History::add(const Snapshot& snapshot) {
 }
 
 const HistoryEntry& History::at_or_before(double unix_time) const {
-  // Newest first, by position rather than by time: a wall clock stepped
-  // back still finds the newest entry at or before unix_time.
+  // An entry's own time finds it, even when the wall clock was stepped back
+  // since and a newer entry has an earlier time (a client scrolling back
+  // asks for times it read from responses).
+  for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
+    if (unix_seconds(it->time) == unix_time) return *it;
+  }
+  // Else newest first, by position rather than by time: a wall clock
+  // stepped back still finds the newest entry at or before unix_time.
   for (auto it = entries_.rbegin(); it != entries_.rend(); ++it) {
     if (unix_seconds(it->time) <= unix_time) return *it;
   }

@@ -70,7 +70,9 @@ class History {
   // Only when not empty:
   const HistoryEntry& oldest() const { return entries_.front(); }
   const HistoryEntry& newest() const { return entries_.back(); }
-  // The newest entry taken at or before `unix_time`, else the oldest.
+  // The newest entry whose time is exactly `unix_time` (a time read back
+  // from a response finds its entry, across wall clock steps); else the
+  // newest taken with a time at or before it; else the oldest.
   const HistoryEntry& at_or_before(double unix_time) const;
 
  private:

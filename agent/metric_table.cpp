@@ -48,7 +48,7 @@ constexpr MetricInfo kAgentMetrics[] = {
     {"nodeperf_http_connections", MetricType::gauge, "", "agent",
      "HTTP connections open now."},
     {"nodeperf_http_connections_evicted_total", MetricType::counter, "", "agent",
-     "Idle HTTP connections closed to make room under web.max_connections."},
+     "Idle (or stalled, not reading) HTTP connections closed to make room under web.max_connections."},
     {"nodeperf_snapshot_series", MetricType::gauge, "", "agent",
      "Series in the last snapshot (before the self-metrics of the agent)."},
     {"nodeperf_bpf_program_attached", MetricType::gauge, "probe,program", "agent",

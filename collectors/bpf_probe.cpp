@@ -6,6 +6,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "agent/log.h"
 
@@ -167,20 +168,27 @@ void emit_map_drops(SampleSink& out, std::string_view probe, int drops_fd,
 
 void CgroupWindows::add(uint64_t cgroup_id, uint32_t bucket, uint64_t count, uint64_t sum_ns) {
   auto it = by_id_.find(cgroup_id);
-  if (it == by_id_.end()) it = by_id_.emplace(cgroup_id, LatencyHistogram(*layout_, window_ticks_)).first;
-  it->second.add(bucket, count, sum_ns);
+  if (it == by_id_.end()) it = by_id_.emplace(cgroup_id, Entry{LatencyHistogram(*layout_, window_ticks_)}).first;
+  it->second.histogram.add(bucket, count, sum_ns);
+  it->second.fresh = true;
 }
 
 void CgroupWindows::emit(SampleSink& out, const MetricInfo& summary) {
   for (auto it = by_id_.begin(); it != by_id_.end();) {
-    it->second.end_tick();
-    if (it->second.idle_for_window() && !paths_.alive(it->first)) {
+    LatencyHistogram& histogram = it->second.histogram;
+    histogram.end_tick();
+    // A removed cgroup's series go at the next tick, as the cgroups
+    // collector's do, even with events still in its window (a cgroup with
+    // events this tick was there: only the quiet ones cost a stat); one
+    // not known yet is kept (not shown) until it is, or until it is idle.
+    bool fresh = std::exchange(it->second.fresh, false);
+    if ((!fresh && paths_.gone(it->first)) || (histogram.idle_for_window() && paths_.path(it->first).empty())) {
       it = by_id_.erase(it);
       continue;
     }
     const std::string& path = paths_.path(it->first);
     Label labels[] = {{"cgroup", path}};
-    if (!path.empty()) emit_window_summary(out, summary, labels, it->second);
+    if (!path.empty()) emit_window_summary(out, summary, labels, histogram);
     ++it;
   }
 }

@@ -138,7 +138,11 @@ class CgroupWindows {
  private:
   const BucketLayout* layout_;
   size_t window_ticks_;
-  std::unordered_map<uint64_t, LatencyHistogram> by_id_;
+  struct Entry {
+    LatencyHistogram histogram;
+    bool fresh = true;  // had events this tick: it existed, no need to look
+  };
+  std::unordered_map<uint64_t, Entry> by_id_;
   CgroupPaths paths_;
 };
 

@@ -1,6 +1,7 @@
 #include "collectors/tcp.h"
 
 #include <map>
+#include <utility>
 
 #include "agent/cgroup_paths.h"
 #include "agent/config.h"
@@ -41,6 +42,7 @@ static_assert(sizeof(np_tcp_key) == 16 && offsetof(np_tcp_key, bucket) == 12, "b
 struct CgroupTcp {
   LatencyHistogram rtt;
   uint64_t counters[3] = {};  // retransmits, resets sent, resets received
+  bool fresh = true;          // had events this tick: it existed, no need to look
 };
 
 class TcpCollector final : public Collector {
@@ -75,7 +77,10 @@ class TcpCollector final : public Collector {
     emit_latency(out, kConnect, {}, connect_, layout_);
     for (auto it = by_cgroup_.begin(); it != by_cgroup_.end();) {
       it->second.rtt.end_tick();
-      if (it->second.rtt.idle_for_window() && !paths_.alive(it->first)) {
+      // Removed (series go at the next tick; a cgroup with events this tick
+      // was there, so only the quiet ones cost a stat), or unknown and idle.
+      bool fresh = std::exchange(it->second.fresh, false);
+      if ((!fresh && paths_.gone(it->first)) || (it->second.rtt.idle_for_window() && paths_.path(it->first).empty())) {
         it = by_cgroup_.erase(it);  // the cgroup is gone: so are its series
         continue;
       }
@@ -115,6 +120,7 @@ class TcpCollector final : public Collector {
   CgroupTcp& cgroup(uint64_t id) {
     auto it = by_cgroup_.find(id);
     if (it == by_cgroup_.end()) it = by_cgroup_.emplace(id, CgroupTcp{LatencyHistogram(layout_, window_ticks_)}).first;
+    it->second.fresh = true;
     return it->second;
   }
 

@@ -25,6 +25,7 @@ struct HttpServer::Connection {
   beast::tcp_stream stream;
   bool busy = false;  // between a complete request and the end of its response
   std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point busy_since;  // when busy: since its request was read
   std::list<std::shared_ptr<Connection>>::iterator self;
 };
 
@@ -82,11 +83,18 @@ void HttpServer::stop() {
 }
 
 void HttpServer::make_room() {
-  // Close the connection that has waited longest for a request; one busy
-  // sending a response is never cut.
+  // Close the connection that has waited longest for a request. If every
+  // one is busy sending a response, close the one busy longest: a response
+  // of a few MB takes milliseconds to send, so that is a client that does
+  // not read (its socket buffers full), and without this a flood of them
+  // would hold a socket each, past the cap, for the whole write deadline.
   std::shared_ptr<Connection> victim;
   for (auto& conn : connections_) {
     if (!conn->busy && (!victim || conn->idle_since < victim->idle_since)) victim = conn;
+  }
+  for (auto& conn : connections_) {
+    if (victim && !victim->busy) break;
+    if (conn->busy && (!victim || conn->busy_since < victim->busy_since)) victim = conn;
   }
   if (victim) {
     boost::system::error_code ec;
@@ -194,6 +202,7 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> conn) {
     boost::system::error_code ec;
     co_await http::async_read(conn->stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     conn->busy = true;
+    conn->busy_since = std::chrono::steady_clock::now();
 
     std::optional<HttpAnswer> a = answer(ec, parser);
     if (!a) break;

@@ -1,7 +1,9 @@
 // A small HTTP/1.1 server for the agent's endpoints, on the agent's
 // io_context. GET and HEAD only; bounded request size; an idle deadline on
-// every read and write; a cap on open connections that evicts the longest
-// idle one, so idle or slow clients cannot lock scrapers out.
+// every read and write; a hard cap on open connections that evicts the
+// longest idle one (or, when none is idle, the one whose response has been
+// stalled longest), so idle, slow or non-reading clients cannot lock
+// scrapers out.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>

@@ -51,6 +51,7 @@ class FakeKubelet:
 
     def __init__(self, cert, key):
         self.mode = "ok"
+        self.delay = 0.0  # mode "slow": seconds before an answer (test_faults.py)
         self.body = pod_list()
         self.requests = 0
         self.hang_started = threading.Event()
@@ -67,6 +68,8 @@ class FakeKubelet:
                     fake.hang_started.set()
                     fake.stopping.wait(10)
                     return  # then close without an answer
+                if fake.mode == "slow":
+                    fake.stopping.wait(fake.delay)  # then answer, too late for the agent
                 if self.headers.get("Authorization") != "Bearer " + TOKEN:
                     return self.send(401, b'{"kind":"Status","status":"Failure","code":401}')
                 if fake.mode == "badjson":

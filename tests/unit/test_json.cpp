@@ -244,6 +244,23 @@ TEST_CASE("?time finds the newest entry at or before it, else the oldest") {
   CHECK(history.at_or_before(std::stod(printed)).values[0] == 42);
 }
 
+TEST_CASE("?time across wall clock steps: an entry's own time finds it; otherwise the newest taken at or before") {
+  // Snapshot times are the wall clock, which NTP (or an operator) may step
+  // while the agent runs; the ticks themselves run on the monotonic clock,
+  // so entries keep coming, one per tick, whatever their stamps say.
+  History history(10);
+  for (double t : {100.5, 101.5, 102.5}) history.add(snapshot(t, t));
+  for (double t : {50.5, 51.5}) history.add(snapshot(t, t));    // stepped back 52 s
+  for (double t : {200.5, 201.5}) history.add(snapshot(t, t));  // then forward
+  REQUIRE(history.size() == 7);
+  // A time read back from a response finds that entry, before or after a step.
+  for (double t : {100.5, 101.5, 102.5, 50.5, 51.5, 200.5, 201.5}) CHECK(history.at_or_before(t).values[0] == t);
+  CHECK(history.at_or_before(150).values[0] == 51.5);  // the newest taken with a time at or before
+  CHECK(history.at_or_before(51).values[0] == 50.5);
+  CHECK(history.at_or_before(1e12).values[0] == 201.5);
+  CHECK(history.at_or_before(10).values[0] == 100.5);  // before every entry: the oldest
+}
+
 TEST_CASE("An embedded agent: port 0, no signal handlers, request_stop from another thread") {
   Config config;
   config.host_root = NODEPERF_FIXTURES "/hostroot-normal";
