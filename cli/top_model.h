@@ -173,8 +173,8 @@ struct Model {
 // `before` may be null (the first snapshot): rates are then NaN.
 Model build_model(const Snapshot& now, const Snapshot* before);
 
-// The volume rows of a snapshot (rates need `before`, else NaN). Part of
-// build_model; exposed for the tests.
+// build_model's volume rows (cli/top_volumes.cpp): rates need `before`,
+// else they are NaN.
 std::vector<VolumeRow> volume_rows(const Snapshot& now, const Snapshot* before, double elapsed);
 
 // Something whose latency the detail screen can draw.
