@@ -322,7 +322,8 @@ int run_batch(const Options& o, AgentClient& client) {
     }
     Model model = build_model(feed.now(), feed.before());
     LatencyDetail none;
-    for (Screen screen : {Screen::overview, Screen::cgroups}) {
+    for (Screen screen : {Screen::overview, Screen::cgroups, Screen::volumes}) {
+      if (screen == Screen::volumes && model.volumes.empty()) continue;  // hosts without Kubernetes volumes
       state.screen = screen;
       std::vector<Line> lines = render(model, none, state, width, 0);
       for (size_t l = screen == Screen::overview ? 0 : 1; l < lines.size(); ++l) {
@@ -364,16 +365,17 @@ bool handle_key(int ch, ViewState& s, Feed& feed, const Model& model, bool& refe
     case '1': s.screen = Screen::overview; break;
     case '2': s.screen = Screen::cgroups; break;
     case '3': s.screen = Screen::latency; refetch = true; break;
-    case '\t': s.screen = static_cast<Screen>((static_cast<int>(s.screen) + 1) % 3); refetch = true; break;
+    case '4': s.screen = Screen::volumes; s.selected = 0; break;
+    case '\t': s.screen = static_cast<Screen>((static_cast<int>(s.screen) + 1) % kScreens); refetch = true; break;
     case '/': s.editing_filter = true; break;
     case ' ': s.paused = !s.paused; break;
     case 's': s.sort = static_cast<Column>((static_cast<int>(s.sort) + 1) % static_cast<int>(Column::count)); break;
     case kKeyUp:
-      if (s.screen == Screen::cgroups && s.selected > 0) --s.selected;
+      if ((s.screen == Screen::cgroups || s.screen == Screen::volumes) && s.selected > 0) --s.selected;
       if (s.screen == Screen::latency && s.target > 0) --s.target, refetch = true;
       break;
     case kKeyDown:
-      if (s.screen == Screen::cgroups) ++s.selected;
+      if (s.screen == Screen::cgroups || s.screen == Screen::volumes) ++s.selected;
       if (s.screen == Screen::latency) ++s.target, refetch = true;
       break;
     case kKeyEnter:
@@ -438,6 +440,10 @@ int run_interactive(const Options& o, AgentClient& client) {
     if (state.screen == Screen::latency) detail = latency_detail(feed, state);
     if (state.screen == Screen::cgroups) {
       size_t rows = visible_cgroups(model, state).size();
+      if (state.selected >= rows) state.selected = rows ? rows - 1 : 0;
+    }
+    if (state.screen == Screen::volumes) {
+      size_t rows = visible_volumes(model, state).size();
       if (state.selected >= rows) state.selected = rows ? rows - 1 : 0;
     }
     if (state.screen == Screen::latency) {
@@ -508,7 +514,8 @@ class InProcessAgent {
 std::string top_help() {
   return "Usage: nodeperf top [--url URL | --standalone] [--batch [--iterations N]] [flags]\n\n"
          "A live view of the node from an agent's JSON API: CPUs, memory, pressure, disks,\n"
-         "interfaces, cgroups (pods), latency distributions, and the agent's recent history.\n\n"
+         "interfaces, cgroups (pods), latency distributions, Kubernetes volumes, and the agent's\n"
+         "recent history.\n\n"
          "  --url URL          the agent to read (default http://127.0.0.1:19100)\n"
          "  --standalone       run the collectors in this process instead (the eBPF ones too\n"
          "                     when privileged); the agent's log goes to --log-file, or nowhere\n"
@@ -519,7 +526,7 @@ std::string top_help() {
          "  --window D         span of the latency screen's window distribution (default 60s)\n"
          "  --width N          columns of --batch frames (default $COLUMNS, else 120)\n"
          "  --no-color         monochrome (also when NO_COLOR is set)\n\n"
-         "Keys: 1 2 3 or Tab switch screens, s or n c t m i r d p x sort, / filter, up/down select,\n"
+         "Keys: 1 2 3 4 or Tab switch screens, s or n c t m i r d p x sort, / filter, up/down select,\n"
          "Enter latency of the selected cgroup, left/right history, End live, space pause, ? help, q quit.\n"
          "See docs/top.md.\n";
 }

@@ -370,6 +370,7 @@ Model build_model(const Snapshot& now, const Snapshot* before) {
     m.nets.push_back(std::move(r));
   }
   m.cgroups = cgroup_rows(now, before, dt, m.kubernetes);
+  m.volumes = volume_rows(now, before, dt);
   return m;
 }
 

@@ -126,6 +126,25 @@ struct CgroupRow {
   double retransmits = kNaN;  // per second
 };
 
+// One Kubernetes volume (docs/volumes.md), keyed by (pod_uid, volume).
+struct VolumeRow {
+  std::string pod_uid, volume;  // the key
+  std::string pod;     // namespace/pod when known, else the first 8 characters of pod_uid
+  std::string name;    // the claim (persistentvolumeclaim) when known, else volume
+  std::string device;  // "" for a volume without a block device
+  std::string kind;    // "block", "raw" (a raw block volume), "fs" (no block device) or "mem" (tmpfs)
+  std::string io;      // exclusive, cgroup, none; "" without an info series
+  double capacity = kNaN, used = kNaN;  // bytes; a raw block volume has capacity only
+  double used_percent = kNaN;
+  double reads = kNaN, writes = kNaN;              // per second
+  double read_bytes = kNaN, written_bytes = kNaN;  // per second
+  // Block IO latency over the agent's window; for kind "fs", the latency of
+  // read and write system calls on the volume's files instead.
+  Quantiles read_latency, write_latency;
+  double in_flight = kNaN;  // read + write requests; io=exclusive volumes only
+  bool stale = false;       // statvfs hung: a hung mount
+};
+
 struct NodeFigures {
   CpuUsage total;
   std::vector<CpuUsage> cpus;
@@ -148,10 +167,15 @@ struct Model {
   std::vector<NetRow> nets;
   std::vector<CgroupRow> cgroups;
   bool kubernetes = false;  // some cgroup carries pod labels
+  std::vector<VolumeRow> volumes;  // ordered by (pod_uid, volume)
 };
 
 // `before` may be null (the first snapshot): rates are then NaN.
 Model build_model(const Snapshot& now, const Snapshot* before);
+
+// build_model's volume rows (cli/top_volumes.cpp): rates need `before`,
+// else they are NaN.
+std::vector<VolumeRow> volume_rows(const Snapshot& now, const Snapshot* before, double elapsed);
 
 // Something whose latency the detail screen can draw.
 struct LatencyTarget {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <tuple>
 
 #include "cli/top_format.h"
 
@@ -179,6 +180,74 @@ void cgroups(const Model& m, const ViewState& s, int width, int height, Lines& o
   if (rows.empty()) out.push_back({"  (no cgroups: the per-cgroup metrics are not exported here)", Hint::dim});
 }
 
+// ---- volumes -------------------------------------------------------------
+
+// The fixed columns after POD and VOLUME; DEVICE and INFL go when narrow.
+struct VolumeLayout {
+  bool device = true, in_flight = true;
+  int pod = 12, name = 12;
+};
+
+constexpr int kDeviceWidth = 10, kKindWidth = 6, kUsedWidth = 7, kRateWidth = 7, kInFlightWidth = 5;
+
+VolumeLayout volume_layout(int width) {
+  VolumeLayout l;
+  l.device = l.in_flight = width >= 100;
+  int fixed = kKindWidth + kUsedWidth + 6 * kRateWidth + (l.device ? kDeviceWidth : 0) +
+              (l.in_flight ? kInFlightWidth : 0);
+  int names = std::max(16, width - fixed - 2);
+  l.pod = names * 11 / 20;
+  l.name = names - l.pod;
+  return l;
+}
+
+std::string volume_header(const VolumeLayout& l) {
+  std::string h = pad_right("POD", l.pod) + " " + pad_right("VOLUME", l.name) + " ";
+  if (l.device) h += pad_right("DEVICE", kDeviceWidth);
+  h += pad_right("KIND", kKindWidth) + pad_left("USED%", kUsedWidth) + pad_left("R/s", kRateWidth) +
+       pad_left("W/s", kRateWidth) + pad_left("RB/s", kRateWidth) + pad_left("WB/s", kRateWidth) +
+       pad_left("R p99", kRateWidth) + pad_left("W p99", kRateWidth);
+  if (l.in_flight) h += pad_left("INFL", kInFlightWidth);
+  return h;
+}
+
+std::string volume_text(const VolumeRow& v, const VolumeLayout& l) {
+  std::string t = fit_name(v.pod, l.pod) + " " + fit_name(v.name, l.name) + " ";
+  if (l.device) t += pad_right(v.device.empty() ? "-" : v.device, kDeviceWidth - 1) + " ";
+  t += pad_right(v.kind, kKindWidth);
+  t += v.stale ? pad_left("STALE", kUsedWidth) : format_percent(v.used_percent, kUsedWidth);
+  t += format_rate(v.reads, kRateWidth) + format_rate(v.writes, kRateWidth) +
+       format_byte_rate(v.read_bytes, kRateWidth) + format_byte_rate(v.written_bytes, kRateWidth) +
+       format_duration(v.read_latency.p99, kRateWidth) + format_duration(v.write_latency.p99, kRateWidth);
+  if (l.in_flight) t += format_rate(v.in_flight, kInFlightWidth);
+  return t;
+}
+
+void volumes(const Model& m, const ViewState& s, int width, int height, Lines& out) {
+  std::vector<const VolumeRow*> rows = visible_volumes(m, s);
+  size_t stale = 0;
+  for (const VolumeRow* v : rows) stale += v->stale;
+  out.push_back({"Volumes: " + std::to_string(rows.size()) +
+                     (s.filter.empty() ? "" : " matching \"" + s.filter + "\"") +
+                     (stale ? ", " + std::to_string(stale) + " STALE (hung mount)" : "") +
+                     ", by IOPS; latency of kind fs: file-system calls",
+                 stale ? Hint::critical : Hint::dim});
+  VolumeLayout layout = volume_layout(width);
+  out.push_back({volume_header(layout), Hint::header});
+  size_t room = height > 0 ? static_cast<size_t>(std::max(1, height - 5)) : rows.size();
+  size_t first = s.selected >= room ? s.selected - room + 1 : 0;
+  for (size_t i = first; i < rows.size() && i < first + room; ++i) {
+    const VolumeRow& v = *rows[i];
+    Hint hint = v.stale ? Hint::critical : level_hint(v.used_percent);
+    out.push_back({volume_text(v, layout), i == s.selected && height > 0 ? Hint::selected : hint});
+  }
+  if (rows.empty()) {
+    out.push_back({s.filter.empty() ? "  (no volumes: no Kubernetes pod volume mounts found, see docs/volumes.md)"
+                                    : "  (no volumes match)",
+                   Hint::dim});
+  }
+}
+
 // ---- latency -------------------------------------------------------------
 
 // Merges adjacent buckets pairwise until at most `rows` remain.
@@ -279,10 +348,10 @@ void latency(const LatencyDetail& d, const ViewState& s, int width, int height, 
 std::vector<Line> help_lines() {
   return {
       {"Keys", Hint::header},
-      {"  1 2 3 / Tab    screens: overview, cgroups (pods), latency detail"},
+      {"  1 2 3 4 / Tab  screens: overview, cgroups (pods), latency detail, volumes"},
       {"  s              next sort column (cgroups); n c t m i r d p x pick one"},
-      {"  /              filter cgroups and latency targets by name (Enter keeps, Esc clears)"},
-      {"  up/down        select a cgroup or a latency target; Enter: its latency"},
+      {"  /              filter cgroups, latency targets and volumes by name (Enter keeps, Esc clears)"},
+      {"  up/down        select a cgroup, volume or latency target; Enter on a cgroup: its latency"},
       {"  left/right     step back and forward through the agent's history"},
       {"  End            back to live"},
       {"  space          pause (keep this frame)"},
@@ -320,6 +389,24 @@ std::vector<const CgroupRow*> visible_cgroups(const Model& model, const ViewStat
   return rows;
 }
 
+std::vector<const VolumeRow*> visible_volumes(const Model& model, const ViewState& state) {
+  std::vector<const VolumeRow*> rows;
+  for (const VolumeRow& v : model.volumes) {
+    std::string names = v.pod + " " + v.name + " " + v.volume;
+    if (state.filter.empty() || names.find(state.filter) != std::string::npos) rows.push_back(&v);
+  }
+  auto iops = [](const VolumeRow* v) {
+    double r = std::isnan(v->reads) ? 0 : v->reads, w = std::isnan(v->writes) ? 0 : v->writes;
+    return r + w;
+  };
+  std::stable_sort(rows.begin(), rows.end(), [&](const VolumeRow* a, const VolumeRow* b) {
+    if (a->stale != b->stale) return a->stale;
+    if (iops(a) != iops(b)) return iops(a) > iops(b);
+    return std::tie(a->pod, a->name) < std::tie(b->pod, b->name);
+  });
+  return rows;
+}
+
 std::vector<size_t> visible_targets(const LatencyDetail& detail, const ViewState& state) {
   std::vector<size_t> out;
   for (size_t i = 0; i < detail.targets.size(); ++i) {
@@ -334,7 +421,7 @@ std::string key_bar(const ViewState& s, int width) {
     return s.screen == screen ? std::string("[") + name + "]" : std::string(" ") + name + " ";
   };
   std::string keys = tab(Screen::overview, "1 Overview") + tab(Screen::cgroups, "2 Cgroups") +
-                     tab(Screen::latency, "3 Latency");
+                     tab(Screen::latency, "3 Latency") + tab(Screen::volumes, "4 Volumes");
   return keys + (width >= 100 ? " s:sort /:filter ?:help spc:pause <-/->:history q:quit" : " s:sort /:filter ?:help q:quit");
 }
 
@@ -349,6 +436,8 @@ std::vector<Line> render(const Model& model, const LatencyDetail& detail, const 
     overview(model, width, height, out);
   } else if (state.screen == Screen::cgroups) {
     cgroups(model, state, width, height, out);
+  } else if (state.screen == Screen::volumes) {
+    volumes(model, state, width, height, out);
   } else {
     latency(detail, state, width, height, out);
   }

@@ -11,7 +11,8 @@
 
 namespace nodeperf::top {
 
-enum class Screen { overview, cgroups, latency };
+enum class Screen { overview, cgroups, latency, volumes };
+inline constexpr int kScreens = 4;  // Tab cycles through them in this order
 
 // How a line should look; the painter maps hints to colours or, without
 // colour, to bold and reverse video.
@@ -30,7 +31,7 @@ struct ViewState {
   Column sort = Column::cpu;  // descending, except name
   std::string filter;         // substring of the cgroup name or title
   bool editing_filter = false;
-  size_t selected = 0;        // row of the (filtered, sorted) cgroups table
+  size_t selected = 0;        // row of the (filtered, sorted) cgroups or volumes table
   size_t target = 0;          // index into the latency targets
   bool help = false;
   bool paused = false;
@@ -50,6 +51,9 @@ struct LatencyDetail {
 
 // The cgroups table's rows after the filter, in the chosen order.
 std::vector<const CgroupRow*> visible_cgroups(const Model& model, const ViewState& state);
+// The volumes table's rows after the filter (pod, volume or claim name):
+// stale ones first, then by read + write IOPS, busiest first, then by name.
+std::vector<const VolumeRow*> visible_volumes(const Model& model, const ViewState& state);
 // Targets after the filter (the latency screen's list).
 std::vector<size_t> visible_targets(const LatencyDetail& detail, const ViewState& state);
 

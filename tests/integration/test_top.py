@@ -3,7 +3,10 @@
 120x40 and 80x24 with plausible values, keys (screens, sort, filter, help,
 history), resize, the agent going away and coming back on the same port,
 q and SIGTERM restoring the terminal; batch frames against the agent's
-/metrics at the same tick; --standalone; no agent at all."""
+/metrics at the same tick; --standalone; no agent at all. As root, the
+Volumes screen with a real volume: a loop device with ext4 mounted at a
+kubelet volume path under a fake host root, in a private mount namespace
+(test_volumes.py's helpers), in batch mode and in tmux."""
 
 import os
 import re
@@ -15,7 +18,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BIN, Agent, Checks, free_port, http_get, parse_exposition, skip, value  # noqa: E402
+from harness import BIN, Agent, Checks, free_port, http_get, parse_exposition, skip, value, wait_until  # noqa: E402
 
 checks = Checks()
 check = checks.check
@@ -152,6 +155,7 @@ def interactive(agent):
         check(pane.wait_for("left/right") is not None, "? shows the help")
         pane.keys("x")
         check(pane.wait(lambda t: "left/right" not in t) is not None, "any key closes the help")
+        volumes_screen(pane)
 
         pane.keys("1")
         time.sleep(3)  # a few ticks of history
@@ -186,6 +190,21 @@ def interactive(agent):
             agent2.stop()
     finally:
         tmux("kill-session", "-t", "top", check_rc=False)
+
+
+def volumes_screen(pane):
+    """Key 4: the Volumes screen with its header, rows or its empty-state
+    message (this host has no kubelet volumes, as a rule); Tab wraps to 1."""
+    pane.keys("4")
+    text = pane.wait(lambda t: "[4 Volumes]" in t and re.search(r"POD +VOLUME +DEVICE +KIND +USED%", t)
+                     and "R p99  W p99 INFL" in t)
+    check(text is not None, "4 shows the Volumes screen with its header")
+    if text:
+        check(re.search(r"^Volumes: \d+", text, re.M) is not None, "volumes count line")
+        check("(no volumes:" in text or re.search(r"^Volumes: [1-9]", text, re.M) is not None,
+              "volume rows or the empty-state message")
+    pane.keys("Tab")
+    check(pane.wait_for("[1 Overview]", "CPU   [") is not None, "Tab from Volumes wraps to the overview")
 
 
 def sigterm(agent):
@@ -245,6 +264,95 @@ def no_agent_and_standalone():
     check(r.returncode == 0 and "--standalone" in r.stdout, "--help")
 
 
+VOLUME_DIR = "/var/lib/kubelet/pods/0b9f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b/volumes/kubernetes.io~csi/pv-alpha/mount"
+
+
+def volume_row(text):
+    """The pv-alpha row's columns, split on blanks, from the last frame that has it."""
+    rows = [l.split() for l in text.splitlines() if " pv-alpha " in l]
+    return rows[-1] if rows else None
+
+
+def volumes_with_a_real_volume():
+    """A 64 MiB loop device with ext4 at a kubelet CSI volume path under a
+    fake host root; an agent reading that root; O_DIRECT writes to a file on
+    it. Batch frames and the tmux screen show its row: the pod UID's prefix
+    (no kubelet here, so no names), its loop device, kind block, USED%, and
+    writes per second when the blockio collector is attached. Runs last:
+    it moves this process to a private mount namespace."""
+    if os.geteuid() != 0:
+        print("SKIP: volumes with a real volume: needs root (loop device, mount, unshare)")
+        return
+    missing = [t for t in ("mkfs.ext4", "losetup", "mount") if not shutil.which(t)]
+    if missing:
+        print(f"SKIP: volumes with a real volume: {', '.join(missing)} not installed")
+        return
+    from bpfutil import LoopDevice
+    from test_volumes import private_namespace, write_mountinfo
+    private_namespace()
+    tmp = tempfile.mkdtemp(prefix="nodeperf-top-volume-")
+    root, loop, mounted, agent, writer = f"{tmp}/root", None, None, None, None
+    try:
+        os.makedirs(f"{root}/proc/1")
+        os.symlink("/sys", f"{root}/sys")
+        loop = LoopDevice(tmp, size=64 << 20, name="alpha")
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0", loop.path],
+                       check=True, timeout=60, capture_output=True)
+        os.makedirs(root + VOLUME_DIR)
+        subprocess.run(["mount", "-t", "ext4", loop.path, root + VOLUME_DIR], check=True, timeout=20)
+        mounted = root + VOLUME_DIR
+        write_mountinfo(root)
+        agent = Agent("--host-root=" + root, "--tick=500ms", "--no-collector.runqueue", "--no-collector.tcp")
+        writer = subprocess.Popen(
+            ["sh", "-c", f"while :; do dd if=/dev/zero of={mounted}/data bs=64k count=16 oflag=direct "
+                         "conv=notrunc status=none; sleep 0.1; done"])
+        wait_until(lambda: "nodeperf_volume_capacity_bytes{" in agent.metrics(), what="the volume's series")
+        blockio = "nodeperf_volume_io_ops_total{" in agent.metrics()
+        r = subprocess.run([BIN, "top", "--batch", "-n", "3", "--delay", "1", "--width", "120", "--url", agent.url],
+                           capture_output=True, text=True, timeout=60)
+        check(r.returncode == 0, f"batch against the volume agent exits 0 ({r.stderr.strip()[:200]})")
+        frames = r.stdout.split("nodeperf top - ")
+        last = frames[-1]
+        check("POD" in last and "VOLUME" in last and "Volumes: 1" in last, "batch frame has the volumes table")
+        row = volume_row(last)
+        print(f"info: batch volume row: {row}")
+        check(row is not None and len(row) == 12, "batch: one row for pv-alpha with 12 columns")
+        if row and len(row) == 12:
+            check(row[0] == "0b9f6a3e" and row[2] == loop.name and row[3] == "block",
+                  f"batch row: pod UID prefix, {loop.name}, kind block")
+            check(re.fullmatch(r"\d+(\.\d)?%", row[4]) is not None, f"batch row: USED% {row[4]}")
+            if blockio:
+                check(row[6] != "-" and float(row[6].rstrip("k")) > 0, f"batch row: writes per second {row[6]}")
+                check(row[10] != "-", f"batch row: write p99 {row[10]}")
+            else:
+                print("info: no volume IO series (blockio collector not attached): IO columns not checked")
+
+        pane = Pane("vol", f"--url {agent.url} --delay 0.5", 120, 30)
+        try:
+            pane.wait_for("CPU   [")
+            pane.keys("4")
+            text = pane.wait(lambda t: "[4 Volumes]" in t and " pv-alpha " in t and loop.name in t)
+            check(text is not None, "tmux: key 4 shows the real volume's row")
+            pane.keys("/")
+            pane.keys("zz-none", "Enter")
+            check(pane.wait_for("(no volumes match)") is not None, "tmux: the filter applies to volumes")
+            pane.keys("q")
+            check(pane.wait_for("TTY-RESTORED") is not None, "tmux: q from the Volumes screen restores the terminal")
+        finally:
+            tmux("kill-session", "-t", "vol", check_rc=False)
+    finally:
+        if writer:
+            writer.kill()
+            writer.wait()
+        if agent:
+            agent.stop()
+        if mounted:
+            subprocess.run(["umount", "-l", mounted], timeout=20)
+        if loop:
+            loop.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     agent = Agent("--history=5m")
     try:
@@ -255,6 +363,7 @@ def main():
         sigterm(agent)
         interactive(agent)  # stops the agent
         no_agent_and_standalone()
+        checks.run(volumes_with_a_real_volume)
     finally:
         if agent.proc.poll() is None:  # interactive() stops it on the way
             agent.stop()

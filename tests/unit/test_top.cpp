@@ -246,3 +246,118 @@ TEST_CASE("batch rendering has every line and no key bar") {
   CHECK(contains(joined(lines), "eth0"));
   CHECK(render(m, LatencyDetail{}, state, 40, 2).size() == 3);  // too small: still title, one line, key bar
 }
+
+// tests/fixtures/top/volumes_*.json: five volumes two seconds apart (README there).
+TEST_CASE("volume rows: names, usage, rates, quantiles, stale, kinds") {
+  Snapshot before = fixture("volumes_before.json"), now = fixture("volumes_now.json");
+  Model m = build_model(now, &before);
+  REQUIRE(m.volumes.size() == 5);
+  auto row = [&](const std::string& volume) -> const VolumeRow& {
+    for (const VolumeRow& v : m.volumes) {
+      if (v.volume == volume) return v;
+    }
+    FAIL("no row for " << volume);
+    throw 0;
+  };
+  const VolumeRow& a = row("pv-alpha");
+  CHECK(a.pod == "shop/db-0");
+  CHECK(a.name == "data-db-0");  // the claim's name over the PV's
+  CHECK(a.device == "sdb");
+  CHECK(a.kind == "block");
+  CHECK(a.io == "exclusive");
+  CHECK(a.used_percent == Approx(25));
+  CHECK(a.reads == Approx(25));              // (150 - 100) / 2 s
+  CHECK(a.writes == Approx(10));             // (30 - 10) / 2 s
+  CHECK(a.read_bytes == Approx(102400));     // (614400 - 409600) / 2 s
+  CHECK(a.written_bytes == Approx(40960));   // (122880 - 40960) / 2 s
+  CHECK(a.read_latency.p99 == Approx(0.004));
+  CHECK(a.read_latency.p50 == Approx(0.001));
+  CHECK(a.write_latency.p99 == Approx(0.008));
+  CHECK(a.in_flight == Approx(5));  // read 2 + write 3
+  CHECK(!a.stale);
+
+  const VolumeRow& b = row("pv-beta");
+  CHECK(b.pod == "7d3c2b1a");  // no pod name: the UID's first 8 characters
+  CHECK(b.name == "pv-beta");
+  CHECK(std::isnan(b.reads));  // 500 -> 400: a reset, no rate
+  CHECK(b.writes == Approx(50));
+  CHECK(b.used_percent == Approx(97));
+  CHECK(std::isnan(b.in_flight));  // io=cgroup: no in-flight series
+  CHECK(std::isnan(b.read_latency.p99));
+
+  const VolumeRow& nfs = row("nfs-share");
+  CHECK(nfs.kind == "fs");
+  CHECK(nfs.device.empty());
+  CHECK(nfs.read_latency.p99 == Approx(0.02));  // file-system call latency
+  CHECK(nfs.write_latency.p99 == Approx(0.05));
+  CHECK(std::isnan(nfs.reads));
+
+  const VolumeRow& hung = row("pv-hung");
+  CHECK(hung.stale);
+  CHECK(std::isnan(hung.used_percent));
+
+  const VolumeRow& raw = row("pv-raw");
+  CHECK(raw.kind == "raw");
+  CHECK(raw.capacity == Approx(32 << 20));
+  CHECK(std::isnan(raw.used_percent));          // capacity only
+  CHECK(std::isnan(raw.read_latency.p99));      // null quantiles
+  CHECK(raw.reads == 0);
+
+  Model first = build_model(now, nullptr);  // one snapshot: no rates
+  REQUIRE(first.volumes.size() == 5);
+  for (const VolumeRow& v : first.volumes) CHECK(std::isnan(v.reads));
+  CHECK(build_model(fixture("now.json"), nullptr).volumes.empty());
+}
+
+TEST_CASE("volumes screen: order, filter, stale mark, widths, empty state") {
+  Snapshot before = fixture("volumes_before.json"), now = fixture("volumes_now.json");
+  Model m = build_model(now, &before);
+  ViewState state;
+  state.screen = Screen::volumes;
+  auto rows = visible_volumes(m, state);
+  REQUIRE(rows.size() == 5);
+  CHECK(rows[0]->volume == "pv-hung");   // stale first
+  CHECK(rows[1]->volume == "pv-beta");   // 50 IOPS
+  CHECK(rows[2]->volume == "pv-alpha");  // 35 IOPS
+  CHECK(rows[3]->volume == "pv-raw");    // 0 IOPS, then by pod and name
+  CHECK(rows[4]->volume == "nfs-share");
+
+  for (auto [w, h] : {std::pair{80, 24}, std::pair{120, 40}}) {
+    INFO(w << "x" << h);
+    std::vector<Line> lines = render(m, LatencyDetail{}, state, w, h);
+    REQUIRE(lines.size() == static_cast<size_t>(h));
+    for (const Line& l : lines) CHECK(l.text.size() == static_cast<size_t>(w));
+    std::string text = joined(lines);
+    CHECK(contains(text, "Volumes: 5, 1 STALE"));
+    CHECK(contains(text, "POD"));
+    CHECK(contains(text, "R p99  W p99"));
+    CHECK(contains(lines.back().text, "[4 Volumes]"));
+    CHECK(contains(lines.back().text, "q:quit"));
+    CHECK(contains(text, "shop/db-0"));
+    CHECK(contains(text, "data-db-0"));
+    CHECK(contains(text, "  STALE"));
+    CHECK(contains(text, " 25.0%"));
+    CHECK(contains(text, "  4.0ms  8.0ms"));  // pv-alpha's block p99s
+    CHECK(contains(text, "   20ms   50ms"));  // nfs-share's file-system p99s
+    CHECK(lines[3].hint == Hint::selected);   // the first row, pv-hung
+    CHECK(contains(lines[3].text, "pv-hung"));
+    CHECK(lines[4].hint == Hint::critical);   // pv-beta 97% used
+    CHECK(contains(text, "DEVICE") == (w >= 100));
+    CHECK(contains(text, "INFL") == (w >= 100));
+  }
+  std::string wide = joined(render(m, LatencyDetail{}, state, 120, 0));
+  CHECK(contains(wide, "sdb       block   25.0%     25     10   100K  40.0K  4.0ms  8.0ms    5"));
+  CHECK(contains(wide, "sdc       block   97.0%      -     50"));  // pv-beta's read counter was reset
+  CHECK(contains(wide, "-         fs      10.0%      -      -"));  // nfs-share: no block device, no block IO
+
+  state.filter = "db-0";
+  CHECK(visible_volumes(m, state).size() == 2);  // both volumes of shop/db-0
+  state.filter = "pv-raw";
+  CHECK(visible_volumes(m, state).size() == 1);
+
+  state.filter.clear();
+  Model empty = build_model(fixture("now.json"), nullptr);
+  std::string text = joined(render(empty, LatencyDetail{}, state, 80, 24));
+  CHECK(contains(text, "Volumes: 0"));
+  CHECK(contains(text, "(no volumes"));
+}
