@@ -15,6 +15,10 @@ const volatile __u64 np_thresholds[NP_HIST_TABLE]; /* set by the agent before lo
 /* 1 where block_rq_insert/issue still pass the queue first (before 5.11);
  * the agent reads it off the tracepoint's BTF, not a kernel version. */
 const volatile bool rq_is_second_arg = false;
+/* 1 where request->part is a block_device (5.11+, block: remove struct
+ * hd_struct); read off the kernel's BTF by the agent: a CO-RE existence
+ * check of the old type would search module BTF, which needs CAP_SYS_ADMIN. */
+const volatile bool part_is_bdev = false;
 
 struct request_state {
 	__u64 inserted_ns;
@@ -88,12 +92,12 @@ static __always_inline __u32 disk_dev(struct request *rq, bool trusted)
 
 /* The device the request is for: its partition, so that volumes on two
  * partitions of one disk are told apart, else the whole disk (requests
- * without a partition, such as flushes, and kernels before 5.11, whose
- * request->part is not a block_device). The agent maps partitions to their
- * disks for the per-disk series. */
+ * without a partition, and kernels before 5.11, whose request->part is not
+ * a block_device). The agent maps partitions to their disks for the
+ * per-disk series. */
 static __always_inline __u32 request_dev(struct request *rq, bool trusted)
 {
-	if (!bpf_core_type_exists(struct hd_struct)) {
+	if (part_is_bdev) {
 		struct block_device *part = READ(trusted, rq, part);
 		if (part)
 			return READ(trusted, part, bd_dev);

@@ -69,12 +69,6 @@ struct request {
 	unsigned int __data_len;
 };
 
-/* Before 5.11 (block: remove struct hd_struct) request->part pointed to
- * one of these, not a block_device: only its existence is checked. */
-struct hd_struct {
-	int partno;
-};
-
 struct request___pre_5_17 {
 	struct gendisk *rq_disk; /* removed in 5.17 (block: remove rq_disk) */
 };

@@ -113,6 +113,10 @@ class BlockioCollector final : public Collector {
                     {probe_.skel->progs.raw_insert, probe_.skel->progs.raw_issue, probe_.skel->progs.raw_complete});
     // Before 5.11 these tracepoints passed (queue, request); since, (request).
     probe_.skel->rodata->rq_is_second_arg = issue_args == 2;
+    // Since 5.11 request->part is the partition's block_device (before, an hd_struct).
+    probe_.skel->rodata->part_is_bdev =
+        kernel_struct_has("request", "part") && kernel_struct_has("block_device", "bd_dev") &&
+        !kernel_struct_has("hd_struct", "partno");
     set_thresholds(probe_.skel->rodata->np_thresholds, layout_);
     if (int err = blockio_bpf__load(probe_.skel.get())) throw ProbeError("load", err);
     probe_.attached.emplace(kProbe, probe_.skel->obj);

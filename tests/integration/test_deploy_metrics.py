@@ -4,7 +4,8 @@ agent exports: each name in their PromQL is a metric of docs/metrics.md
 a documented histogram or summary (_bucket, _sum, _count), a recording rule
 of the PrometheusRule, or `up`. Then, as root (the eBPF metrics need it),
 the running agent's own exposition has a `# TYPE` line of the documented
-type for each of them. The dashboard's template variables and panels are
+type for each of them (the volume families from a second agent with an
+ext4 and a FUSE volume staged under a temporary host root). The dashboard's template variables and panels are
 checked for the shape Grafana needs."""
 
 import os
@@ -72,11 +73,59 @@ def test_names_exposed():
         time.sleep(2.5)
         text = agent.metrics()
     types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    if any(name.startswith("nodeperf_volume_") for name in used):
+        types.update(re.findall(r"^# TYPE (\S+) (\S+)$", volume_exposition(), re.M))
     for name in sorted(used):
         got = types.get(name)
         want = table[name]
         T.check(got == want, f"{name} (used by {used[name][0]}): TYPE {got} in the exposition, documented {want}")
     print(f"all {len(used)} have a # TYPE line of their documented type in the running agent's exposition")
+
+
+def volume_exposition():
+    """The exposition of an agent that has volumes: an ext4 loop device and
+    a bindfs (FUSE) file system at kubelet volume paths under a temporary
+    host root, in a private mount namespace, each read once."""
+    import shutil
+    import subprocess
+    import tempfile
+    from bpfutil import LoopDevice, timed_direct_io
+    from test_volumes import KUBELET, POD_A, private_namespace, write_mountinfo
+    block_path = f"{KUBELET}/{POD_A}/volumes/kubernetes.io~csi/pv-block/mount"
+    fuse_path = f"{KUBELET}/{POD_A}/volumes/kubernetes.io~csi/pv-fuse/mount"
+    private_namespace()
+    tmp = tempfile.mkdtemp(prefix="nodeperf-deploy-volumes-")
+    root, loop, mounted = f"{tmp}/root", None, []
+    try:
+        os.makedirs(f"{root}/proc/1")
+        os.symlink("/sys", f"{root}/sys")
+        loop = LoopDevice(tmp, size=32 << 20, name="vol")
+        subprocess.run(["mkfs.ext4", "-q", "-F", loop.path], check=True, timeout=60, capture_output=True)
+        for path in (block_path, fuse_path, "/src"):
+            os.makedirs(root + path)
+        subprocess.run(["mount", loop.path, root + block_path], check=True, timeout=20)
+        mounted.append(root + block_path)
+        subprocess.run(["bindfs", root + "/src", root + fuse_path], check=True, timeout=20)
+        mounted.append(root + fuse_path)
+        with open(f"{root}{block_path}/data", "wb") as f:
+            f.write(b"x" * 65536)
+        with open(f"{root}{fuse_path}/data", "wb") as f:
+            f.write(b"x" * 4096)
+        os.sync()
+        write_mountinfo(root)
+        with Agent(f"--host-root={root}", "--tick=500ms") as agent:
+            time.sleep(2)  # the fslatency programs attach for the FUSE volume
+            timed_direct_io(f"{root}{block_path}/data", [("read", 0)])
+            with open(f"{root}{fuse_path}/data", "rb") as f:
+                f.read()
+            time.sleep(1.5)
+            return agent.metrics()
+    finally:
+        for path in reversed(mounted):
+            subprocess.run(["umount", "-l", path], timeout=20)
+        if loop:
+            loop.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_dashboard_shape():
