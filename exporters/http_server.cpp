@@ -126,6 +126,9 @@ asio::awaitable<void> HttpServer::accept_loop() {
     }
     if (failing) log_info("http: accepting again");
     failing = false;
+    // TLS sends the response's header and body as separate records: with
+    // Nagle's algorithm the body would wait for the client's delayed ACK (40 ms).
+    socket.set_option(tcp::no_delay(true), ec);
     if (connections_.size() >= limits_.max_connections) make_room();
     auto conn = std::make_shared<Connection>(std::move(socket), security_.tls);
     connections_.push_front(conn);
