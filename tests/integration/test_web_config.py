@@ -22,7 +22,7 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import Agent, Checks, parse_exposition, require_tool, series, wait_until  # noqa: E402
+from harness import Agent, Checks, free_port, parse_exposition, require_tool, series, wait_until  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -397,6 +397,53 @@ def test_reload():
         check(True, "rotation without SIGHUP")
 
 
+def test_prometheus_scrape():
+    """A real Prometheus scrapes over TLS with a client certificate and basic auth."""
+    prometheus = shutil.which("prometheus")
+    if not prometheus:
+        print("info: prometheus not installed: real-scrape check left out")
+        return
+    hash10 = crypt.crypt(PASSWORD, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 10))
+    web = write("web-prom.yml", tls_config(extra="  client_ca_file: client-ca.crt\n") +
+                f"basic_auth_users:\n  {USER}: {hash10}\n")
+    with start(web) as agent:
+        port = free_port()
+        job = """  - job_name: {name}
+    scheme: https
+    tls_config: {{ca_file: {d}/ca.crt, cert_file: {d}/client.crt, key_file: {d}/client.key}}
+    basic_auth: {{username: {user}, password: '{pw}'}}
+    static_configs: [{{targets: ['127.0.0.1:{port}']}}]
+"""
+        write("prometheus.yml", "global: {scrape_interval: 1s, scrape_timeout: 1s}\nscrape_configs:\n" +
+              job.format(name="nodeperf", d=D, user=USER, pw=PASSWORD, port=agent.port) +
+              job.format(name="wrong_password", d=D, user=USER, pw="wrong", port=agent.port))
+        prom = subprocess.Popen([prometheus, f"--config.file={path('prometheus.yml')}", f"--storage.tsdb.path={D}/tsdb",
+                                 f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+                                stdout=subprocess.DEVNULL, stderr=open(path("prom.log"), "w"))
+        try:
+            def targets():
+                r = get(port, "/api/v1/targets", ctx=False)
+                if not r or r[0] != 200:
+                    return {}
+                return {a["labels"]["job"]: a for a in json.loads(r[2])["data"]["activeTargets"]}
+            try:
+                wait_until(lambda: all(t.get("health") in ("up", "down") for t in targets().values())
+                           and len(targets()) == 2, timeout=30, what="both targets scraped")
+            except AssertionError:
+                pass
+            time.sleep(3)  # steady state: the password's verdict is cached, the connection kept alive
+            t = targets()
+            good, bad = t.get("nodeperf", {}), t.get("wrong_password", {})
+            check(good.get("health") == "up", f"Prometheus scrapes over TLS + client cert + basic auth: {good.get('health')} "
+                  f"{good.get('lastError')}")
+            check(bad.get("health") == "down" and "401" in bad.get("lastError", ""),
+                  f"with a wrong password Prometheus sees 401: {bad.get('health')} {bad.get('lastError')}")
+            print(f"info: Prometheus's scrape over TLS + basic auth took {good.get('lastScrapeDuration', 0) * 1000:.1f} ms")
+        finally:
+            prom.terminate()
+            prom.wait(10)
+
+
 def test_bad_file_at_start():
     web = write("web-bad.yml", "tls_server_config:\n  cert_file: server.crt\n  key_file: nope.key\n")
     r = subprocess.run([os.environ.get("NODEPERF_BIN", "build/nodeperf"), "agent", f"--web.config.file={web}",
@@ -412,7 +459,7 @@ def main():
     try:
         make_certs()
         checks.run(test_tls_and_basic_auth, test_client_certificates, test_stalled_handshakes, test_token_review,
-                   test_reload, test_bad_file_at_start)
+                   test_reload, test_prometheus_scrape, test_bad_file_at_start)
     finally:
         shutil.rmtree(D, ignore_errors=True)
     checks.done()
