@@ -206,7 +206,8 @@ bool HttpServer::needs_auth(std::string_view target) const {
   return route == routes_.end() || !route->second.open;  // a 404 is not told without credentials either
 }
 
-asio::awaitable<AuthVerdict> HttpServer::authenticate(std::shared_ptr<WebAuth> auth, std::string_view authorization) {
+asio::awaitable<AuthVerdict> HttpServer::authenticate(std::shared_ptr<WebAuth> auth, std::string_view authorization,
+                                                      std::string_view path) {
   // A check the cache cannot answer runs on the auth worker; its verdict
   // comes back to the loop and cancels this wait. The idle timeout bounds it.
   struct Wait {
@@ -215,7 +216,7 @@ asio::awaitable<AuthVerdict> HttpServer::authenticate(std::shared_ptr<WebAuth> a
     std::optional<AuthVerdict> verdict;
   };
   auto wait = std::make_shared<Wait>(io_);
-  std::optional<AuthVerdict> verdict = auth->check(authorization, [wait](AuthVerdict v) {
+  std::optional<AuthVerdict> verdict = auth->check(authorization, path, [wait](AuthVerdict v) {
     wait->verdict = v;
     wait->timer.cancel();
   });
@@ -270,7 +271,8 @@ asio::awaitable<void> HttpServer::serve_requests(std::shared_ptr<Connection> con
     if (!ec && auth && needs_auth(parser.get().target())) {
       auto header = parser.get().find(http::field::authorization);
       std::string_view authorization = header == parser.get().end() ? std::string_view() : header->value();
-      AuthVerdict verdict = co_await authenticate(auth, authorization);
+      std::string_view target = parser.get().target();
+      AuthVerdict verdict = co_await authenticate(auth, authorization, target.substr(0, target.find('?')));
       if (stopped_) break;
       if (verdict != AuthVerdict::allowed) {
         ++stats_.auth_failures[verdict];
@@ -278,6 +280,8 @@ asio::awaitable<void> HttpServer::serve_requests(std::shared_ptr<Connection> con
         if (verdict == AuthVerdict::busy) {
           a->response = HttpResponse::text(503, "503 too many authentication checks at once; retry\n");
           a->response.headers.emplace_back("Retry-After", "1");
+        } else if (verdict == AuthVerdict::forbidden) {
+          a->response = HttpResponse::text(403, "403 forbidden: the token's user may not get this path\n");
         } else {
           a->response = HttpResponse::text(401, "401 unauthorized\n");
           a->response.headers.emplace_back("WWW-Authenticate", auth->challenge());

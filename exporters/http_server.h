@@ -123,7 +123,8 @@ class HttpServer {
   boost::asio::awaitable<void> serve(std::shared_ptr<Connection> conn);
   template <class Stream>
   boost::asio::awaitable<void> serve_requests(std::shared_ptr<Connection> conn, Stream& stream);
-  boost::asio::awaitable<AuthVerdict> authenticate(std::shared_ptr<WebAuth> auth, std::string_view authorization);
+  boost::asio::awaitable<AuthVerdict> authenticate(std::shared_ptr<WebAuth> auth, std::string_view authorization,
+                                                   std::string_view path);
   bool needs_auth(std::string_view target) const;
   HttpResponse respond(boost::beast::http::verb method, std::string_view target,
                        const boost::beast::http::fields& headers);

@@ -38,6 +38,7 @@ std::string_view verdict_reason(AuthVerdict v) {
     case AuthVerdict::missing: return "missing";
     case AuthVerdict::bad_credentials: return "bad_credentials";
     case AuthVerdict::token_rejected: return "token_rejected";
+    case AuthVerdict::forbidden: return "forbidden";
     case AuthVerdict::unavailable: return "unavailable";
     case AuthVerdict::busy: return "busy";
   }
@@ -57,13 +58,13 @@ Digest sha256(std::string_view a, std::string_view b) {
   return out;
 }
 
-std::optional<bool> VerdictCache::find(const Digest& key, Clock::time_point now) const {
+std::optional<AuthVerdict> VerdictCache::find(const Digest& key, Clock::time_point now) const {
   auto it = entries_.find(key);
   if (it == entries_.end() || it->second.expires <= now) return std::nullopt;
-  return it->second.allowed;
+  return it->second.verdict;
 }
 
-void VerdictCache::put(const Digest& key, bool allowed, Clock::time_point expires, Clock::time_point now) {
+void VerdictCache::put(const Digest& key, AuthVerdict verdict, Clock::time_point expires, Clock::time_point now) {
   if (capacity_ == 0 || expires <= now) return;
   if (entries_.size() >= capacity_ && !entries_.contains(key)) {
     std::erase_if(entries_, [&](const auto& e) { return e.second.expires <= now; });
@@ -75,7 +76,7 @@ void VerdictCache::put(const Digest& key, bool allowed, Clock::time_point expire
       entries_.erase(soonest);
     }
   }
-  entries_.insert_or_assign(key, Entry{allowed, expires});
+  entries_.insert_or_assign(key, Entry{verdict, expires});
 }
 
 bool bcrypt_matches(const std::string& hash, const std::string& password) {
@@ -143,27 +144,25 @@ constexpr auto kBasicTtl = std::chrono::minutes(5);
 constexpr auto kBasicNegativeTtl = std::chrono::seconds(10);
 LogLimiter token_review_log;  // one line per 10 minutes when the API server cannot be asked
 
-// One TokenReview, on the worker's executor, within the config's timeout.
-// Returns allowed, token_rejected or unavailable (logged at a bounded rate).
-asio::awaitable<AuthVerdict> token_review(KubernetesAuthConfig k, std::string token) {
-  auto fail = [&](const std::string& what) {
-    // The log limiter is shared with nothing else on this thread.
-    token_review_log.log(LogLevel::warn, "kubernetes_auth: TokenReview at " + k.api_server + " failed: " + what +
-                                             "; bearer tokens get 401 meanwhile");
-    return AuthVerdict::unavailable;
-  };
-  std::optional<HttpsUrl> url = parse_https_url(k.api_server + "/apis/authentication.k8s.io/v1/tokenreviews");
-  if (!url) co_return fail("not an https:// URL");
-  std::string own_token = read_token(k.token_file);
-  if (own_token.empty()) co_return fail("cannot read the service-account token " + k.token_file);
-
+// One POST of `body` to the API server, on the worker's executor, within
+// `deadline`: the answer's JSON object, or nullopt with `error` set.
+asio::awaitable<std::optional<nlohmann::json>> api_post(const KubernetesAuthConfig& k, const std::string& api_path,
+                                                        const nlohmann::json& body, const std::string& own_token,
+                                                        Clock::time_point deadline, std::string& error) {
+  std::optional<HttpsUrl> url = parse_https_url(k.api_server + api_path);
+  if (!url) {
+    error = "not an https:// URL";
+    co_return std::nullopt;
+  }
   auto executor = co_await asio::this_coro::executor;
-  auto deadline = Clock::now() + k.timeout;
   boost::system::error_code ec;
   asio::ssl::context tls(asio::ssl::context::tls_client);
   tls.set_verify_mode(asio::ssl::verify_peer);
   tls.load_verify_file(k.ca_file, ec);  // read each time: the CA bundle can rotate
-  if (ec) co_return fail("cannot load the CA file " + k.ca_file + ": " + ec.message());
+  if (ec) {
+    error = "cannot load the CA file " + k.ca_file + ": " + ec.message();
+    co_return std::nullopt;
+  }
 
   asio::ip::tcp::resolver resolver(executor);
   asio::steady_timer resolve_timer(executor);
@@ -173,22 +172,31 @@ asio::awaitable<AuthVerdict> token_review(KubernetesAuthConfig k, std::string to
   });
   auto endpoints = co_await resolver.async_resolve(url->host, url->port, asio::redirect_error(asio::use_awaitable, ec));
   resolve_timer.cancel();
-  if (ec) co_return fail("cannot resolve " + url->host + ": " + ec.message());
+  if (ec) {
+    error = "cannot resolve " + url->host + ": " + ec.message();
+    co_return std::nullopt;
+  }
 
   beast::ssl_stream<beast::tcp_stream> stream(executor, tls);
   beast::get_lowest_layer(stream).expires_at(deadline);  // connect, handshake, write and read
+  auto failed = [&](const char* stage) {
+    error = std::string(stage) + ": " + (ec == beast::error::timeout ? "no answer within kubernetes_auth.timeout" : ec.message());
+  };
   co_await beast::get_lowest_layer(stream).async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return fail("cannot connect: " + ec.message());
+  if (ec) {
+    failed("connecting");
+    co_return std::nullopt;
+  }
   boost::system::error_code addr_ec;
   asio::ip::make_address(url->host, addr_ec);
   if (addr_ec) SSL_set_tlsext_host_name(stream.native_handle(), url->host.c_str());
   stream.set_verify_callback(asio::ssl::host_name_verification(url->host));
   co_await stream.async_handshake(asio::ssl::stream_base::client, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return fail("TLS handshake: " + ec.message());
+  if (ec) {
+    failed("TLS handshake");
+    co_return std::nullopt;
+  }
 
-  nlohmann::json review = {{"apiVersion", "authentication.k8s.io/v1"},
-                           {"kind", "TokenReview"},
-                           {"spec", {{"token", token}}}};
   http::request<http::string_body> req(http::verb::post, url->target, 11);
   req.set(http::field::host, url->host.find(':') == std::string::npos ? url->host : "[" + url->host + "]");
   req.set(http::field::user_agent, "nodeperf/" NODEPERF_VERSION);
@@ -196,30 +204,78 @@ asio::awaitable<AuthVerdict> token_review(KubernetesAuthConfig k, std::string to
   req.set(http::field::accept, "application/json");
   req.set(http::field::authorization, "Bearer " + own_token);
   req.set(http::field::connection, "close");
-  req.body() = review.dump();
+  req.body() = body.dump();
   req.prepare_payload();
   co_await http::async_write(stream, req, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return fail("sending: " + ec.message());
+  if (ec) {
+    failed("sending");
+    co_return std::nullopt;
+  }
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(1 << 20);
   co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec) co_return fail("reading the answer: " + ec.message());
-  beast::get_lowest_layer(stream).close();
+  if (ec) {
+    failed("reading the answer");
+    co_return std::nullopt;
+  }
+  beast::get_lowest_layer(stream).close();  // no TLS shutdown: it could only wait on the peer
 
   unsigned status = parser.get().result_int();
   if (status != 200 && status != 201) {
-    co_return fail("HTTP " + std::to_string(status) +
-                   (status == 403 ? " (the service account may not create tokenreviews: see deploy/daemonset.yaml)" : ""));
+    error = "HTTP " + std::to_string(status) +
+            (status == 403 ? " (the agent's service account may not create it: see docs/operations.md)" : "");
+    co_return std::nullopt;
   }
   nlohmann::json answer = nlohmann::json::parse(parser.get().body(), nullptr, /*allow_exceptions=*/false);
   if (!answer.is_object() || !answer.contains("status") || !answer["status"].is_object()) {
-    co_return fail("the answer is not a TokenReview");
+    error = "the answer has no status object";
+    co_return std::nullopt;
   }
-  const auto& st = answer["status"];
-  auto authenticated = st.find("authenticated");
-  bool ok = authenticated != st.end() && authenticated->is_boolean() && authenticated->get<bool>();
-  co_return ok ? AuthVerdict::allowed : AuthVerdict::token_rejected;
+  co_return std::move(answer["status"]);
+}
+
+bool true_field(const nlohmann::json& object, const char* key) {
+  auto it = object.find(key);
+  return it != object.end() && it->is_boolean() && it->get<bool>();
+}
+
+// A TokenReview, then (with `authorize`) a SubjectAccessReview of the user it
+// names for `get` on the non-resource URL `path`, as kube-rbac-proxy does.
+// Runs on the worker's executor; one deadline covers both. Returns allowed,
+// token_rejected, forbidden or unavailable (logged at a bounded rate).
+asio::awaitable<AuthVerdict> review(KubernetesAuthConfig k, std::string token, std::string path) {
+  auto unavailable = [&](const std::string& review, const std::string& what) {
+    token_review_log.log(LogLevel::warn, "kubernetes_auth: " + review + " at " + k.api_server + " failed: " + what +
+                                             "; bearer tokens without a cached verdict get 401 meanwhile");
+    return AuthVerdict::unavailable;
+  };
+  std::string own_token = read_token(k.token_file);
+  if (own_token.empty()) co_return unavailable("TokenReview", "cannot read the service-account token " + k.token_file);
+  auto deadline = Clock::now() + k.timeout;
+  std::string error;
+  nlohmann::json token_review = {{"apiVersion", "authentication.k8s.io/v1"},
+                                 {"kind", "TokenReview"},
+                                 {"spec", {{"token", token}}}};
+  std::optional<nlohmann::json> status =
+      co_await api_post(k, "/apis/authentication.k8s.io/v1/tokenreviews", token_review, own_token, deadline, error);
+  if (!status) co_return unavailable("TokenReview", error);
+  if (!true_field(*status, "authenticated")) co_return AuthVerdict::token_rejected;
+  if (!k.authorize) co_return AuthVerdict::allowed;
+
+  nlohmann::json user = status->value("user", nlohmann::json::object());
+  if (!user.is_object()) user = nlohmann::json::object();
+  nlohmann::json spec = {{"nonResourceAttributes", {{"path", path}, {"verb", "get"}}}};
+  for (const char* key : {"username", "uid", "groups", "extra"}) {
+    if (user.contains(key)) spec[std::string(key) == "username" ? "user" : key] = user[key];
+  }
+  nlohmann::json access_review = {{"apiVersion", "authorization.k8s.io/v1"},
+                                  {"kind", "SubjectAccessReview"},
+                                  {"spec", std::move(spec)}};
+  status = co_await api_post(k, "/apis/authorization.k8s.io/v1/subjectaccessreviews", access_review, own_token,
+                             deadline, error);
+  if (!status) co_return unavailable("SubjectAccessReview", error);
+  co_return true_field(*status, "allowed") ? AuthVerdict::allowed : AuthVerdict::forbidden;
 }
 
 }  // namespace
@@ -244,10 +300,11 @@ WebAuth::WebAuth(const WebConfig& config, asio::io_context& loop, asio::any_io_e
 
 WebAuth::~WebAuth() { *alive_ = false; }
 
-std::optional<AuthVerdict> WebAuth::check(std::string_view authorization, std::function<void(AuthVerdict)> done) {
+std::optional<AuthVerdict> WebAuth::check(std::string_view authorization, std::string_view path,
+                                          std::function<void(AuthVerdict)> done) {
   if (!users_.empty() && credentials(authorization, "Basic")) return check_basic(authorization, done);
   if (kubernetes_) {
-    if (auto token = credentials(authorization, "Bearer")) return check_bearer(*token, done);
+    if (auto token = credentials(authorization, "Bearer")) return check_bearer(*token, path, done);
   }
   return AuthVerdict::missing;
 }
@@ -257,9 +314,7 @@ std::optional<AuthVerdict> WebAuth::check_basic(std::string_view header, std::fu
   if (!creds) return AuthVerdict::bad_credentials;
   auto& [user, password] = *creds;
   Digest key = sha256(user, password);
-  if (auto known = basic_cache_.find(key, Clock::now())) {
-    return *known ? AuthVerdict::allowed : AuthVerdict::bad_credentials;
-  }
+  if (auto known = basic_cache_.find(key, Clock::now())) return *known;
   if (pending_ >= kMaxPending) return AuthVerdict::busy;
   ++pending_;
   // An unknown user is checked against a real hash all the same, so the
@@ -274,7 +329,8 @@ std::optional<AuthVerdict> WebAuth::check_basic(std::string_view header, std::fu
       if (*alive) {
         --pending_;
         auto now = Clock::now();
-        basic_cache_.put(key, ok, now + (ok ? Clock::duration(kBasicTtl) : Clock::duration(kBasicNegativeTtl)), now);
+        basic_cache_.put(key, ok ? AuthVerdict::allowed : AuthVerdict::bad_credentials,
+                         now + (ok ? Clock::duration(kBasicTtl) : Clock::duration(kBasicNegativeTtl)), now);
       }
       done(ok ? AuthVerdict::allowed : AuthVerdict::bad_credentials);
     });
@@ -282,14 +338,14 @@ std::optional<AuthVerdict> WebAuth::check_basic(std::string_view header, std::fu
   return std::nullopt;
 }
 
-std::optional<AuthVerdict> WebAuth::check_bearer(std::string_view token, std::function<void(AuthVerdict)>& done) {
-  Digest key = sha256("bearer", token);
-  if (auto known = token_cache_.find(key, Clock::now())) {
-    return *known ? AuthVerdict::allowed : AuthVerdict::token_rejected;
-  }
+std::optional<AuthVerdict> WebAuth::check_bearer(std::string_view token, std::string_view path,
+                                                 std::function<void(AuthVerdict)>& done) {
+  // With authorize, the verdict depends on the path too.
+  Digest key = sha256(token, kubernetes_->authorize ? path : std::string_view());
+  if (auto known = token_cache_.find(key, Clock::now())) return *known;
   if (pending_ >= kMaxPending) return AuthVerdict::busy;
   ++pending_;
-  asio::co_spawn(worker_, token_review(*kubernetes_, std::string(token)),
+  asio::co_spawn(worker_, review(*kubernetes_, std::string(token), std::string(path)),
                  [this, alive = alive_, &loop = loop_, key, done = std::move(done)](std::exception_ptr e,
                                                                                     AuthVerdict v) mutable {
                    if (e) v = AuthVerdict::unavailable;
@@ -300,7 +356,7 @@ std::optional<AuthVerdict> WebAuth::check_bearer(std::string_view token, std::fu
                        // An API server that could not be asked is not remembered: the next request asks again.
                        if (v != AuthVerdict::unavailable) {
                          auto ttl = v == AuthVerdict::allowed ? kubernetes_->cache_ttl : kubernetes_->negative_cache_ttl;
-                         token_cache_.put(key, v == AuthVerdict::allowed, now + ttl, now);
+                         token_cache_.put(key, v, now + ttl, now);
                        }
                      }
                      done(v);

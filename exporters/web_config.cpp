@@ -181,6 +181,8 @@ KubernetesAuthConfig parse_kubernetes(const std::string& file, const YAML::Node&
       k.cache_ttl = duration(file, at, v, key, milliseconds(0), milliseconds(3'600'000));
     } else if (name == "negative_cache_ttl") {
       k.negative_cache_ttl = duration(file, at, v, key, milliseconds(0), milliseconds(3'600'000));
+    } else if (name == "authorize") {
+      k.authorize = boolean(file, at, v, key);
     } else if (name == "cache_size") {
       std::string s = scalar(file, at, v, key);
       unsigned n = 0;

@@ -35,7 +35,8 @@ struct KubernetesAuthConfig {
   std::chrono::milliseconds timeout{5000};             // one TokenReview, connect to last byte
   std::chrono::milliseconds cache_ttl{120'000};        // an accepted token
   std::chrono::milliseconds negative_cache_ttl{10'000};  // a rejected token
-  unsigned cache_size = 1024;                          // tokens remembered, accepted or not
+  unsigned cache_size = 1024;                          // verdicts remembered, accepted or not
+  bool authorize = true;  // a SubjectAccessReview after the TokenReview: get on the request's path
 };
 
 struct WebConfig {

@@ -255,13 +255,20 @@ def test_stalled_handshakes():
             s.close()
 
 
+PROMETHEUS = "system:serviceaccount:monitoring:prometheus"
+USERS = {"good-token": {"username": PROMETHEUS, "uid": "u-1", "groups": ["system:serviceaccounts"]},
+         "limited-token": {"username": "system:serviceaccount:default:app", "groups": ["system:serviceaccounts"]}}
+
+
 class FakeApiServer:
-    """authentication.k8s.io/v1 TokenReview over HTTPS, counting requests."""
+    """TokenReview and SubjectAccessReview over HTTPS, counting requests: the
+    Prometheus service account may get /metrics, nothing else may get anything."""
 
     def __init__(self):
         self.requests = 0
         self.mode = "ok"
         self.own_tokens_seen = set()
+        self.access_reviews = []
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -275,13 +282,20 @@ class FakeApiServer:
                 if fake.mode == "hang":
                     time.sleep(4)
                     return
-                if self.path != "/apis/authentication.k8s.io/v1/tokenreviews" or body.get("kind") != "TokenReview":
-                    return self.send(404, {})
-                token = body["spec"]["token"]
-                ok = token == "good-token"
-                self.send(201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                                "status": {"authenticated": ok, "user": {"username": "system:serviceaccount:m:p"}}
-                                if ok else {"authenticated": False, "error": "invalid token"}})
+                if self.path == "/apis/authentication.k8s.io/v1/tokenreviews" and body.get("kind") == "TokenReview":
+                    user = USERS.get(body["spec"]["token"])
+                    return self.send(201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                                           "status": {"authenticated": True, "user": user} if user else
+                                           {"authenticated": False, "error": "invalid bearer token"}})
+                if (self.path == "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+                        and body.get("kind") == "SubjectAccessReview"):
+                    spec = body["spec"]
+                    fake.access_reviews.append(spec)
+                    allowed = (spec.get("user") == PROMETHEUS and spec.get("nonResourceAttributes") ==
+                               {"path": "/metrics", "verb": "get"})
+                    return self.send(201, {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                                           "status": {"allowed": allowed}})
+                self.send(404, {})
 
             def send(self, code, obj):
                 data = json.dumps(obj).encode()
@@ -318,20 +332,29 @@ def test_token_review():
     with start(web) as agent:
         wait_until(lambda: status(agent.port, "/readyz", ctx=False) == 200, what="ready")
         t = time.monotonic()
-        check(status(agent.port, headers=bearer("good-token"), ctx=False) == 200, "a token the API server accepts: 200")
+        check(status(agent.port, headers=bearer("good-token"), ctx=False) == 200, "Prometheus's token on /metrics: 200")
         first = time.monotonic() - t
         t = time.monotonic()
         check(status(agent.port, headers=bearer("good-token"), ctx=False) == 200, "the same token again: 200")
         again = time.monotonic() - t
-        print(f"info: bearer scrape: TokenReview {1000 * first:.0f} ms, cached {1000 * again:.0f} ms")
-        check(api.requests == 1, f"the accepted token was reviewed once: {api.requests} requests")
+        print(f"info: bearer scrape: TokenReview + SubjectAccessReview {1000 * first:.0f} ms, cached {1000 * again:.0f} ms")
+        check(api.requests == 2, f"one TokenReview and one SubjectAccessReview, then the cache: {api.requests} requests")
         check(api.own_tokens_seen == {"Bearer agent-own-token"}, f"the agent's own token was sent: {api.own_tokens_seen}")
+        sar = api.access_reviews[0] if api.access_reviews else {}
+        check(sar.get("user") == PROMETHEUS and sar.get("uid") == "u-1" and sar.get("groups") == ["system:serviceaccounts"],
+              f"the SubjectAccessReview names the TokenReview's user: {sar}")
+        check(status(agent.port, "/api/v1/snapshot", headers=bearer("good-token"), ctx=False) == 403,
+              "Prometheus's token on another path: 403")
+        check(status(agent.port, headers=bearer("limited-token"), ctx=False) == 403,
+              "a valid token of a user without RBAC for /metrics: 403")
+        check(api.requests == 6, f"each (token, path) reviewed once: {api.requests} requests")
         r = get(agent.port, headers=bearer("stolen-token"), ctx=False)
         check(r and r[0] == 401 and r[1].get("WWW-Authenticate", "").startswith("Bearer"), "a rejected token: 401 Bearer")
         check(status(agent.port, headers=bearer("stolen-token"), ctx=False) == 401, "rejected again")
-        check(api.requests == 2, f"the rejected token was reviewed once (negative cache): {api.requests} requests")
+        check(api.requests == 7, f"the rejected token was reviewed once (negative cache), no SubjectAccessReview: "
+              f"{api.requests} requests")
         check(status(agent.port, ctx=False) == 401, "no token: 401")
-        check(api.requests == 2, "no token: no TokenReview")
+        check(api.requests == 7, "no token: no TokenReview")
         api.mode = "hang"
         t = time.monotonic()
         hung = status(agent.port, headers=bearer("slow-token"), ctx=False, timeout=10)
@@ -352,7 +375,8 @@ def test_token_review():
         except AssertionError:
             pass
         f = failures()
-        check(f.get("token_rejected") == 2 and f.get("unavailable") == 2 and f.get("missing") == 1,
+        check(f.get("token_rejected") == 2 and f.get("forbidden") == 2 and f.get("unavailable") == 2
+              and f.get("missing") == 1,
               f"failures by reason: {f}")
 
 

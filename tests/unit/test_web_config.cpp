@@ -77,16 +77,18 @@ TEST_CASE("web config: kubernetes_auth", "[web_config]") {
   CHECK(d.kubernetes_auth->api_server == "https://kubernetes.default.svc");
   CHECK(d.kubernetes_auth->token_file == "/var/run/secrets/kubernetes.io/serviceaccount/token");
   CHECK(d.kubernetes_auth->cache_ttl == 2min);
+  CHECK(d.kubernetes_auth->authorize);
   CHECK(d.needs_auth());
   WebConfig k = parse_web_config(
       "kubernetes_auth:\n  api_server: https://127.0.0.1:6443/\n  token_file: sa.token\n  ca_file: /ca.crt\n"
-      "  timeout: 2s\n  cache_ttl: 1m\n  negative_cache_ttl: 0s\n  cache_size: 10\n",
+      "  timeout: 2s\n  cache_ttl: 1m\n  negative_cache_ttl: 0s\n  cache_size: 10\n  authorize: false\n",
       kFile);
   CHECK(k.kubernetes_auth->api_server == "https://127.0.0.1:6443");
   CHECK(k.kubernetes_auth->token_file == "/etc/nodeperf/sa.token");
   CHECK(k.kubernetes_auth->timeout == 2s);
   CHECK(k.kubernetes_auth->negative_cache_ttl == 0s);
   CHECK(k.kubernetes_auth->cache_size == 10);
+  CHECK_FALSE(k.kubernetes_auth->authorize);
 }
 
 TEST_CASE("web config: every mistake is one line naming file, line and key", "[web_config][errors]") {
@@ -173,12 +175,12 @@ TEST_CASE("verdict cache: expiry and bound", "[web_auth]") {
   VerdictCache cache(2);
   Digest a = sha256("user", "pw"), b = sha256("user", "pw2"), c = sha256("user:pw");
   CHECK(a != sha256("userp", "w"));  // the separator keeps the pairs apart
-  cache.put(a, true, t0 + 10s, t0);
-  cache.put(b, false, t0 + 5s, t0);
-  CHECK(cache.find(a, t0) == std::optional<bool>(true));
-  CHECK(cache.find(b, t0 + 4s) == std::optional<bool>(false));
+  cache.put(a, AuthVerdict::allowed, t0 + 10s, t0);
+  cache.put(b, AuthVerdict::forbidden, t0 + 5s, t0);
+  CHECK(cache.find(a, t0) == AuthVerdict::allowed);
+  CHECK(cache.find(b, t0 + 4s) == AuthVerdict::forbidden);
   CHECK_FALSE(cache.find(b, t0 + 5s));  // expired
-  cache.put(c, true, t0 + 20s, t0);     // full: b, expiring soonest, goes
+  cache.put(c, AuthVerdict::allowed, t0 + 20s, t0);  // full: b, expiring soonest, goes
   CHECK(cache.size() == 2);
   CHECK_FALSE(cache.find(b, t0));
   CHECK(cache.find(a, t0));
