@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
@@ -231,15 +232,32 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> conn) {
   if (conn->tls) {
     // The handshake has the idle deadline too: a client that connects and
     // stalls, or sends half a ClientHello, is dropped like an idle one (and
-    // can be evicted meanwhile: it is not busy).
+    // can be evicted meanwhile: it is not busy). Plain HTTP gets a 400 that
+    // says so, rather than an empty reply.
     conn->stream.expires_after(limits_.idle_timeout);
     boost::system::error_code ec;
-    co_await conn->tls->async_handshake(asio::ssl::stream_base::server, asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) {
-      co_await serve_requests(conn, *conn->tls);
-    } else if (!stopped_ && ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor) {
-      ++stats_.tls_handshake_failures;  // not counted: evicted or stopped
-      log_debug("http: TLS handshake failed: " + ec.message());
+    beast::flat_buffer hello;
+    bool tls = co_await beast::async_detect_ssl(conn->stream, hello, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec && !tls) {
+      constexpr std::string_view reply =
+          "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 48\r\n"
+          "Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+      ++stats_.tls_handshake_failures;
+      co_await asio::async_write(conn->stream, asio::buffer(reply.data(), reply.size()),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      if (!ec) {
+        size_t used = co_await conn->tls->async_handshake(asio::ssl::stream_base::server, hello.data(),
+                                                          asio::redirect_error(asio::use_awaitable, ec));
+        hello.consume(used);
+      }
+      if (!ec) {
+        co_await serve_requests(conn, *conn->tls);
+      } else if (!stopped_ && ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor &&
+                 !(ec == asio::error::eof && hello.size() == 0)) {
+        ++stats_.tls_handshake_failures;  // not counted: evicted, stopped, or a TCP probe that sent nothing
+        log_debug("http: TLS handshake failed: " + ec.message());
+      }
     }
   } else {
     co_await serve_requests(conn, conn->stream);

@@ -150,7 +150,9 @@ def test_tls_and_basic_auth():
         check(status(agent.port, "/nope") == 401, "an unknown path is not told without credentials")
         check(status(agent.port, "/healthz") == 200, "/healthz open for kubelet probes")
         check(status(agent.port, "/readyz") == 200, "/readyz open for kubelet probes")
-        check(status(agent.port, "/metrics", basic(USER, PASSWORD), ctx=False) is None, "plain HTTP to the TLS port fails")
+        plain = get(agent.port, "/metrics", basic(USER, PASSWORD), ctx=False)
+        check(plain and plain[0] == 400 and b"HTTP request to an HTTPS server" in plain[2],
+              f"plain HTTP to the TLS port: 400 saying so ({plain})")
         # curl, a client that is not Python
         r = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", path("ca.crt"),
                             "-u", f"{USER}:{PASSWORD}", f"https://127.0.0.1:{agent.port}/metrics"],
