@@ -6,12 +6,14 @@
 #include <charconv>
 #include <cmath>
 #include <csignal>
+#include <filesystem>
 #include <optional>
 
 #include "agent/kubelet.h"
 #include "collectors/bpf_probe.h"
 #include "exporters/exposition.h"
 #include "exporters/json.h"
+#include "exporters/web_config.h"
 
 namespace nodeperf {
 
@@ -88,6 +90,20 @@ std::string printable(std::string_view text) {
   return text.size() > 64 ? out + "..." : out;
 }
 
+// The modification times of a web config's certificate files, as one string
+// that changes when any of them does ("" without TLS).
+std::string certificate_signature(const WebConfig& web) {
+  if (!web.tls) return {};
+  std::string out;
+  for (const std::string* f : {&web.tls->cert_file, &web.tls->key_file, &web.tls->client_ca_file}) {
+    std::error_code ec;
+    auto t = std::filesystem::last_write_time(*f, ec);
+    out += ec ? "-" : std::to_string(t.time_since_epoch().count());
+    out += ';';
+  }
+  return out;
+}
+
 std::string host_name() {
   char name[256] = {};
   return gethostname(name, sizeof name - 1) == 0 ? name : "";
@@ -116,6 +132,9 @@ Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flag
   if (!config_.kubelet_url.empty()) kubelet_ = std::make_unique<KubeletPods>(config_);
   share_kubelet();
   server_.route("/metrics", [this](const HttpRequest& r) { return serve_metrics(r); });
+  server_.set_security(load_web_security());
+  // Probes stay open when the web config asks for authentication: the
+  // kubelet's probes cannot send credentials, and they tell nothing but "ok".
   server_.route("/healthz", [this](const HttpRequest&) {
     // Alive while ticks keep happening; a stuck loop fails liveness.
     auto limit = std::max<Clock::duration>(std::chrono::seconds(10), 5 * config_.tick);
@@ -123,11 +142,11 @@ Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flag
       return HttpResponse::text(503, "tick loop stalled\n");
     }
     return HttpResponse::text(200, "ok\n");
-  });
+  }, /*open=*/true);
   server_.route("/readyz", [this](const HttpRequest&) {
     if (!snapshot_) return HttpResponse::text(503, "no snapshot yet\n");
     return HttpResponse::text(200, "ok\n");
-  });
+  }, /*open=*/true);
   server_.route("/api/v1/snapshot", [this](const HttpRequest& r) { return serve_snapshot(r); });
   server_.route("/api/v1/history", [this](const HttpRequest&) { return serve_history(); });
   server_.route("/", [](const HttpRequest&) {
@@ -225,6 +244,12 @@ void Agent::reload() {
   config_ = std::move(next);
   set_log_level(config_.log_level);
   server_.set_limits(limits_of(config_));
+  try {
+    server_.set_security(load_web_security());  // certificates are read again
+  } catch (const std::exception& e) {
+    // build_config checked the file; it changed since.
+    log_error(std::string("web config reload rejected, keeping the running one: ") + e.what());
+  }
   history_.set_capacity(history_capacity(config_.history, config_.tick));
   if (kubelet_changed) {
     for (CollectorState& c : collectors_) c.collector->use_kubelet(nullptr);
@@ -241,6 +266,37 @@ void Agent::reload() {
     });
   }
   log_info("configuration reloaded" + (config_file_.empty() ? std::string() : " from " + config_file_));
+}
+
+HttpSecurity Agent::load_web_security() {
+  HttpSecurity security;
+  web_files_checked_ = Clock::now();
+  if (config_.web_config_file.empty()) {
+    web_files_signature_.clear();
+    return security;
+  }
+  WebConfig web = load_web_config(config_.web_config_file);
+  if (web.tls) security.tls = make_tls_context(*web.tls, config_.web_config_file);
+  if (web.needs_auth()) security.auth = std::make_shared<WebAuth>(web, io_, server_.auth_executor());
+  security.headers = web.headers;
+  if (web.http2_requested) log_info(config_.web_config_file + ": http_server_config.http2 ignored: nodeperf serves HTTP/1.1");
+  web_files_signature_ = certificate_signature(web);
+  return security;
+}
+
+void Agent::reload_certificates_if_changed() {
+  if (web_files_signature_.empty() || Clock::now() - web_files_checked_ < std::chrono::seconds(5)) return;
+  web_files_checked_ = Clock::now();
+  std::string signature;
+  try {
+    signature = certificate_signature(load_web_config(config_.web_config_file));
+    if (signature == web_files_signature_) return;
+    server_.set_security(load_web_security());
+    log_info("certificate files changed: " + config_.web_config_file + " read again");
+  } catch (const std::exception& e) {
+    if (!signature.empty()) web_files_signature_ = signature;  // said once per change
+    log_error(std::string("certificate files changed but cannot be used, keeping the running ones: ") + e.what());
+  }
 }
 
 void Agent::tick() {
@@ -265,6 +321,7 @@ void Agent::tick() {
                                                std::chrono::system_clock::now());
   history_.add(*snapshot_);
   last_tick_done_ = Clock::now();
+  reload_certificates_if_changed();
   schedule_tick();
 }
 
@@ -302,6 +359,12 @@ void Agent::add_self_metrics(SampleSink& sink, size_t collected_series) {
   }
   sink.add(table[m::http_connections_open], static_cast<double>(http.connections_open));
   sink.add(table[m::http_connections_evicted], static_cast<double>(http.connections_evicted));
+  for (AuthVerdict v : kAuthFailureReasons) {
+    auto it = http.auth_failures.find(v);
+    sink.add(table[m::http_auth_failures], it == http.auth_failures.end() ? 0.0 : static_cast<double>(it->second),
+             {{"reason", verdict_reason(v)}});
+  }
+  sink.add(table[m::http_tls_handshake_failures], static_cast<double>(http.tls_handshake_failures));
   sink.add(table[m::snapshot_series], static_cast<double>(collected_series));
   if (kubelet_) kubelet_->emit_metrics(sink);
 }

@@ -56,6 +56,9 @@ class Agent {
   void on_signal(int signal);
   void stop();
   void reload();
+  // TLS and authentication from config_.web_config_file. Throws ConfigError.
+  HttpSecurity load_web_security();
+  void reload_certificates_if_changed();
   void add_self_metrics(SampleSink& sink, size_t collected_series);
   HttpResponse serve_metrics(const HttpRequest& request);
   HttpResponse serve_snapshot(const HttpRequest& request) const;
@@ -80,6 +83,11 @@ class Agent {
   std::string hostname_;
   std::chrono::steady_clock::time_point next_tick_;
   std::chrono::steady_clock::time_point last_tick_done_;
+
+  // Modification times of the certificate, key and client CA files served
+  // with, to pick up a rotation without a SIGHUP.
+  std::string web_files_signature_;
+  std::chrono::steady_clock::time_point web_files_checked_;
 
   uint64_t scrapes_ = 0;
   uint64_t scrape_bytes_ = 0;

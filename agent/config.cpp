@@ -14,8 +14,10 @@
 #include <set>
 #include <sstream>
 
+#include "agent/yaml_load.h"
 #include "collectors/collector.h"
 #include "collectors/diskstats.h"
+#include "exporters/web_config.h"
 
 namespace nodeperf {
 namespace {
@@ -165,10 +167,20 @@ std::vector<Option> make_options() {
                [](Config& c, std::string_view v) { return parse_listen_address(v, c.listen_address); },
                [](const Config& c) { return c.listen_address; }});
   o.push_back({"web.config_file", "web.config.file", false,
-               "node_exporter-style web config file for TLS and authentication. Not supported yet: "
-               "setting it is an error rather than serving in the clear.",
+               "node_exporter-style web config file: TLS (tls_server_config), basic auth (basic_auth_users), "
+               "response headers (http_server_config), Kubernetes bearer tokens (kubernetes_auth); read again, "
+               "certificates too, on SIGHUP. Empty serves plain HTTP without authentication.",
                [](Config& c, std::string_view v) -> std::string {
-                 if (!v.empty()) return "TLS and authentication are not supported yet; leave it empty";
+                 // Checked whole, certificates and keys too, so a bad file fails
+                 // --config.check and start-up, and a reload keeps the running one.
+                 if (!v.empty()) {
+                   try {
+                     WebConfig web = load_web_config(std::string(v));
+                     if (web.tls) make_tls_context(*web.tls, web.file);
+                   } catch (const ConfigError& e) {
+                     return e.what();
+                   }
+                 }
                  c.web_config_file = std::string(v);
                  return {};
                },
@@ -354,19 +366,10 @@ bool is_section(std::string_view key) {
                      [&](const Option& o) { return std::string_view(o.key).starts_with(prefix); });
 }
 
-std::string_view node_kind(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map: return "a mapping";
-    case YAML::NodeType::Sequence: return "a list";
-    case YAML::NodeType::Null: return "nothing";
-    default: return "a value";
-  }
-}
+std::string_view node_kind(const YAML::Node& n) { return yaml_node_kind(n); }
 
 [[noreturn]] void fail_at(const std::string& file, const YAML::Node& node, std::string_view key, std::string_view what) {
-  std::ostringstream msg;
-  msg << file << ":" << node.Mark().line + 1 << ": " << key << ": " << what;
-  throw ConfigError(msg.str());
+  yaml_fail_at(file, node, key, what);
 }
 
 void apply_yaml(Config& config, const YAML::Node& map, const std::string& prefix, const std::string& file) {
@@ -393,6 +396,29 @@ void apply_yaml(Config& config, const YAML::Node& map, const std::string& prefix
   }
 }
 
+void apply_file(Config& config, const std::string& file) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(file, ec)) {
+    throw ConfigError(file + ": cannot read the config file: " +
+                      (std::filesystem::exists(file, ec) ? "not a regular file" : "no such file"));
+  }
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream text;
+  if (in) text << in.rdbuf();
+  if (!in || in.bad()) throw ConfigError(file + ": cannot read the config file: " + std::strerror(errno));
+  apply_config_text(config, text.str(), file);
+}
+
+}  // namespace
+
+void apply_config_text(Config& config, std::string_view text, const std::string& file) {
+  YAML::Node root = load_yaml_document(text, file);
+  if (root.IsNull()) return;  // an empty file: all defaults
+  if (!root.IsMap()) fail_at(file, root, "(top level)", "expected a mapping of keys, got " + std::string(node_kind(root)));
+  apply_yaml(config, root, "", file);
+}
+
+namespace {
 // Where each document of a YAML stream starts. yaml-cpp 0.7's LoadAll never
 // returns on a stray ',' outside [ ] or { } (jbeder/yaml-cpp#1040, fixed
 // upstream after Debian 12's 0.7.0 by #1319): its parser then reports an
@@ -414,25 +440,11 @@ class DocumentStarts final : public YAML::EventHandler {
   void OnMapEnd() override {}
 };
 
-void apply_file(Config& config, const std::string& file) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) {
-    throw ConfigError(file + ": cannot read the config file: " +
-                      (std::filesystem::exists(file, ec) ? "not a regular file" : "no such file"));
-  }
-  std::ifstream in(file, std::ios::binary);
-  std::ostringstream text;
-  if (in) text << in.rdbuf();
-  if (!in || in.bad()) throw ConfigError(file + ": cannot read the config file: " + std::strerror(errno));
-  apply_config_text(config, text.str(), file);
-}
-
 }  // namespace
 
-void apply_config_text(Config& config, std::string_view text, const std::string& file) {
+YAML::Node load_yaml_document(std::string_view text, const std::string& file) {
   // Not YAML::LoadAll: see DocumentStarts.
   const std::string input(text);
-  YAML::Node root;
   try {
     std::istringstream stream(input);
     YAML::Parser parser(stream);
@@ -448,13 +460,25 @@ void apply_config_text(Config& config, std::string_view text, const std::string&
       throw ConfigError(file + ":" + std::to_string(starts.marks[1].line + 1) +
                         ": (document): one YAML document expected, found " + std::to_string(starts.marks.size()));
     }
-    root = YAML::Load(input);
+    return YAML::Load(input);
   } catch (const YAML::ParserException& e) {
     throw ConfigError(file + ":" + std::to_string(e.mark.line + 1) + ": YAML syntax error: " + e.msg);
   }
-  if (root.IsNull()) return;  // an empty file: all defaults
-  if (!root.IsMap()) fail_at(file, root, "(top level)", "expected a mapping of keys, got " + std::string(node_kind(root)));
-  apply_yaml(config, root, "", file);
+}
+
+std::string_view yaml_node_kind(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Null: return "nothing";
+    default: return "a value";
+  }
+}
+
+void yaml_fail_at(const std::string& file, const YAML::Node& node, std::string_view key, std::string_view what) {
+  std::ostringstream msg;
+  msg << file << ":" << node.Mark().line + 1 << ": " << key << ": " << what;
+  throw ConfigError(msg.str());
 }
 
 ConfigError::ConfigError(const std::string& message) : std::runtime_error(one_line(message)) {}

@@ -61,19 +61,15 @@ std::string_view string_field(const nlohmann::json& object, const char* key) {
   return it->get_ref<const std::string&>();
 }
 
-struct Url {
-  std::string host;  // without the brackets of an IPv6 literal
-  std::string port;
-  std::string target;
-};
+}  // namespace
 
-std::optional<Url> parse_https_url(std::string_view url) {
+std::optional<HttpsUrl> parse_https_url(std::string_view url) {
   constexpr std::string_view scheme = "https://";
   if (!url.starts_with(scheme)) return std::nullopt;
   url.remove_prefix(scheme.size());
   size_t slash = url.find('/');
   std::string_view authority = url.substr(0, slash);
-  Url out;
+  HttpsUrl out;
   out.target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
   out.port = "443";
   if (authority.starts_with('[')) {
@@ -96,8 +92,6 @@ std::optional<Url> parse_https_url(std::string_view url) {
   }
   return out;
 }
-
-}  // namespace
 
 std::span<const MetricInfo> kubelet_metrics() { return kKubeletMetrics; }
 
@@ -190,7 +184,7 @@ struct KubeletPods::Shared {
 struct KubeletPods::Worker {
   std::shared_ptr<Shared> shared;
   std::string url;  // expanded, for log lines
-  Url parts;
+  HttpsUrl parts;
   std::string ca_file, token_file;
   bool insecure;
   std::chrono::milliseconds timeout, interval;
@@ -204,7 +198,7 @@ struct KubeletPods::Worker {
   asio::steady_timer wake{io};
   std::thread thread;
 
-  Worker(std::shared_ptr<Shared> s, std::string u, Url p, const Config& c)
+  Worker(std::shared_ptr<Shared> s, std::string u, HttpsUrl p, const Config& c)
       : shared(std::move(s)),
         url(std::move(u)),
         parts(std::move(p)),
@@ -421,7 +415,7 @@ struct KubeletPods::Worker {
 
 KubeletPods::KubeletPods(const Config& config) : shared_(std::make_shared<Shared>()) {
   std::optional<std::string> url = expand_node_name(config.kubelet_url, std::getenv("NODE_NAME"));
-  std::optional<Url> parts = url ? parse_https_url(*url) : std::nullopt;
+  std::optional<HttpsUrl> parts = url ? parse_https_url(*url) : std::nullopt;
   if (!parts) {
     shared_->errors[kConfig] = 1;
     log_error("kubelet " + config.kubelet_url + ": " +

@@ -59,6 +59,14 @@ std::string_view strip_runtime_prefix(std::string_view container_id);
 // a placeholder and node_name is null or empty.
 std::optional<std::string> expand_node_name(std::string_view url, const char* node_name);
 
+// "https://host[:port][/path]" split; the port defaults to 443, the target to "/".
+struct HttpsUrl {
+  std::string host;  // without the brackets of an IPv6 literal
+  std::string port;
+  std::string target;
+};
+std::optional<HttpsUrl> parse_https_url(std::string_view url);
+
 // The self-metrics KubeletPods emits, for docs and tests.
 std::span<const MetricInfo> kubelet_metrics();
 

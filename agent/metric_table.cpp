@@ -49,6 +49,13 @@ constexpr MetricInfo kAgentMetrics[] = {
      "HTTP connections open now."},
     {"nodeperf_http_connections_evicted_total", MetricType::counter, "", "agent",
      "Idle (or stalled, not reading) HTTP connections closed to make room under web.max_connections."},
+    {"nodeperf_http_auth_failures_total", MetricType::counter, "reason", "agent",
+     "HTTP requests refused by the web config's authentication, by reason: missing (no usable credentials), "
+     "bad_credentials, token_rejected (TokenReview), forbidden (SubjectAccessReview; 403), unavailable (API server not reachable or too slow), busy "
+     "(too many checks waiting; 503)."},
+    {"nodeperf_http_tls_handshake_failures_total", MetricType::counter, "", "agent",
+     "TLS handshakes that failed or did not finish within web.idle_timeout (plain HTTP to the TLS port, "
+     "a refused client certificate, a stalled client)."},
     {"nodeperf_snapshot_series", MetricType::gauge, "", "agent",
      "Series in the last snapshot (before the self-metrics of the agent)."},
     {"nodeperf_bpf_program_attached", MetricType::gauge, "probe,program", "agent",

@@ -43,6 +43,8 @@ enum : size_t {
   http_requests,
   http_connections_open,
   http_connections_evicted,
+  http_auth_failures,
+  http_tls_handshake_failures,
   snapshot_series,
   bpf_program_attached,
   bpf_program_runs,

@@ -6,9 +6,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <stdexcept>
 
 #include "agent/log.h"
@@ -21,11 +23,16 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 struct HttpServer::Connection {
-  explicit Connection(tcp::socket socket) : stream(std::move(socket)) {}
+  Connection(tcp::socket socket, std::shared_ptr<asio::ssl::context> context)
+      : stream(std::move(socket)), tls_context(std::move(context)) {
+    if (tls_context) tls = std::make_unique<beast::ssl_stream<beast::tcp_stream&>>(stream, *tls_context);
+  }
   beast::tcp_stream stream;
+  std::shared_ptr<asio::ssl::context> tls_context;  // the one this connection was accepted with
+  std::unique_ptr<beast::ssl_stream<beast::tcp_stream&>> tls;  // over `stream`, when serving TLS
   bool busy = false;  // between a complete request and the end of its response
-  std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
   std::chrono::steady_clock::time_point busy_since;  // when busy: since its request was read
+  std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
   std::list<std::shared_ptr<Connection>>::iterator self;
 };
 
@@ -68,7 +75,14 @@ HttpServer::HttpServer(asio::io_context& io, const std::string& listen_address, 
 
 HttpServer::~HttpServer() { stop(); }
 
-void HttpServer::route(std::string path, HttpHandler handler) { routes_[std::move(path)] = std::move(handler); }
+void HttpServer::route(std::string path, HttpHandler handler, bool open) {
+  routes_[std::move(path)] = Route{std::move(handler), open};
+}
+
+asio::any_io_executor HttpServer::auth_executor() {
+  if (!auth_worker_) auth_worker_ = std::make_unique<asio::thread_pool>(1);
+  return auth_worker_->get_executor();
+}
 
 tcp::endpoint HttpServer::local_endpoint() const { return acceptor_.local_endpoint(); }
 
@@ -121,8 +135,11 @@ asio::awaitable<void> HttpServer::accept_loop() {
     }
     if (failing) log_info("http: accepting again");
     failing = false;
+    // TLS sends the response's header and body as separate records: with
+    // Nagle's algorithm the body would wait for the client's delayed ACK (40 ms).
+    socket.set_option(tcp::no_delay(true), ec);
     if (connections_.size() >= limits_.max_connections) make_room();
-    auto conn = std::make_shared<Connection>(std::move(socket));
+    auto conn = std::make_shared<Connection>(std::move(socket), security_.tls);
     connections_.push_front(conn);
     conn->self = connections_.begin();
     stats_.connections_open = connections_.size();
@@ -141,7 +158,7 @@ HttpResponse HttpServer::respond(http::verb method, std::string_view target, con
   if (method != http::verb::get && method != http::verb::head) {
     return HttpResponse::text(405, "405 method not allowed: use GET or HEAD\n");
   }
-  return route->second(HttpRequest{target, query, headers});
+  return route->second.handler(HttpRequest{target, query, headers});
 }
 
 void limit_request_parser(HttpRequestParser& parser, const HttpLimits& limits) {
@@ -179,6 +196,7 @@ HttpResponseMessage response_message(const HttpAnswer& answer) {
   out.set(http::field::server, "nodeperf");
   out.set(http::field::content_type, res.content_type);
   if (!res.content_encoding.empty()) out.set(http::field::content_encoding, res.content_encoding);
+  for (const auto& [name, value] : res.headers) out.set(name, value);
   if (res.status == 405) out.set(http::field::allow, "GET, HEAD");
   std::string_view payload = res.payload();
   out.keep_alive(answer.keep_alive);
@@ -191,7 +209,78 @@ HttpResponseMessage response_message(const HttpAnswer& answer) {
   return out;
 }
 
+bool HttpServer::needs_auth(std::string_view target) const {
+  target = target.substr(0, target.find('?'));
+  auto route = routes_.find(target);
+  return route == routes_.end() || !route->second.open;  // a 404 is not told without credentials either
+}
+
+asio::awaitable<AuthVerdict> HttpServer::authenticate(std::shared_ptr<WebAuth> auth, std::string_view authorization,
+                                                      std::string_view path) {
+  // A check the cache cannot answer runs on the auth worker; its verdict
+  // comes back to the loop and cancels this wait. The idle timeout bounds it.
+  struct Wait {
+    explicit Wait(asio::io_context& io) : timer(io) {}
+    asio::steady_timer timer;
+    std::optional<AuthVerdict> verdict;
+  };
+  auto wait = std::make_shared<Wait>(io_);
+  std::optional<AuthVerdict> verdict = auth->check(authorization, path, [wait](AuthVerdict v) {
+    wait->verdict = v;
+    wait->timer.cancel();
+  });
+  if (verdict) co_return *verdict;
+  wait->timer.expires_after(limits_.idle_timeout);
+  boost::system::error_code ec;
+  co_await wait->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_return wait->verdict.value_or(AuthVerdict::unavailable);
+}
+
 asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> conn) {
+  if (conn->tls) {
+    // The handshake has the idle deadline too: a client that connects and
+    // stalls, or sends half a ClientHello, is dropped like an idle one (and
+    // can be evicted meanwhile: it is not busy). Plain HTTP gets a 400 that
+    // says so, rather than an empty reply.
+    conn->stream.expires_after(limits_.idle_timeout);
+    boost::system::error_code ec;
+    beast::flat_buffer hello;
+    bool tls = co_await beast::async_detect_ssl(conn->stream, hello, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec && !tls) {
+      constexpr std::string_view reply =
+          "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 48\r\n"
+          "Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+      ++stats_.tls_handshake_failures;
+      co_await asio::async_write(conn->stream, asio::buffer(reply.data(), reply.size()),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      if (!ec) {
+        size_t used = co_await conn->tls->async_handshake(asio::ssl::stream_base::server, hello.data(),
+                                                          asio::redirect_error(asio::use_awaitable, ec));
+        hello.consume(used);
+      }
+      if (!ec) {
+        co_await serve_requests(conn, *conn->tls);
+      } else if (!stopped_ && ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor &&
+                 !(ec == asio::error::eof && hello.size() == 0)) {
+        ++stats_.tls_handshake_failures;  // not counted: evicted, stopped, or a TCP probe that sent nothing
+        log_debug("http: TLS handshake failed: " + ec.message());
+      }
+    }
+  } else {
+    co_await serve_requests(conn, conn->stream);
+  }
+  boost::system::error_code ignored;
+  conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  conn->stream.socket().close(ignored);
+  if (!stopped_) {
+    connections_.erase(conn->self);
+    stats_.connections_open = connections_.size();
+  }
+}
+
+template <class Stream>
+asio::awaitable<void> HttpServer::serve_requests(std::shared_ptr<Connection> conn, Stream& stream) {
   beast::flat_buffer buffer;
   for (;;) {
     HttpRequestParser parser;
@@ -200,29 +289,48 @@ asio::awaitable<void> HttpServer::serve(std::shared_ptr<Connection> conn) {
     conn->idle_since = std::chrono::steady_clock::now();
     conn->stream.expires_after(limits_.idle_timeout);
     boost::system::error_code ec;
-    co_await http::async_read(conn->stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
     conn->busy = true;
     conn->busy_since = std::chrono::steady_clock::now();
 
-    std::optional<HttpAnswer> a = answer(ec, parser);
+    std::optional<HttpAnswer> a;
+    std::shared_ptr<WebAuth> auth = security_.auth;  // kept for the check, even if a reload replaces it
+    if (!ec && auth && needs_auth(parser.get().target())) {
+      auto header = parser.get().find(http::field::authorization);
+      std::string_view authorization = header == parser.get().end() ? std::string_view() : header->value();
+      std::string_view target = parser.get().target();
+      AuthVerdict verdict = co_await authenticate(auth, authorization, target.substr(0, target.find('?')));
+      if (stopped_) break;
+      if (verdict != AuthVerdict::allowed) {
+        ++stats_.auth_failures[verdict];
+        a.emplace();
+        if (verdict == AuthVerdict::busy) {
+          a->response = HttpResponse::text(503, "503 too many authentication checks at once; retry\n");
+          a->response.headers.emplace_back("Retry-After", "1");
+        } else if (verdict == AuthVerdict::forbidden) {
+          a->response = HttpResponse::text(403, "403 forbidden: the token's user may not get this path\n");
+        } else {
+          a->response = HttpResponse::text(401, "401 unauthorized\n");
+          a->response.headers.emplace_back("WWW-Authenticate", auth->challenge());
+        }
+        a->keep_alive = parser.get().keep_alive();
+        a->head = parser.get().method() == http::verb::head;
+        ++stats_.responses_by_code[a->response.status];
+      }
+    }
+    if (!a) a = answer(ec, parser);
     if (!a) break;
+    for (const auto& h : security_.headers) a->response.headers.push_back(h);
     HttpResponseMessage out = response_message(*a);
     http::response_serializer<http::span_body<const char>> serializer(out);
     if (a->head) serializer.split(true);
     conn->stream.expires_after(limits_.idle_timeout);
     if (a->head) {
-      co_await http::async_write_header(conn->stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
+      co_await http::async_write_header(stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
     } else {
-      co_await http::async_write(conn->stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
+      co_await http::async_write(stream, serializer, asio::redirect_error(asio::use_awaitable, ec));
     }
     if (ec || !a->keep_alive || stopped_) break;
-  }
-  boost::system::error_code ignored;
-  conn->stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
-  conn->stream.socket().close(ignored);
-  if (!stopped_) {
-    connections_.erase(conn->self);
-    stats_.connections_open = connections_.size();
   }
 }
 

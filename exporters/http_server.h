@@ -9,6 +9,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/fields.hpp>
 #include <boost/beast/http/message.hpp>
@@ -22,6 +24,10 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
+
+#include "exporters/web_auth.h"
 
 namespace nodeperf {
 
@@ -38,6 +44,7 @@ struct HttpResponse {
   std::string body;              // used when view is empty
   std::string_view view;         // a body owned by keep_alive, served without a copy
   std::shared_ptr<const void> keep_alive;
+  std::vector<std::pair<std::string, std::string>> headers;  // more header fields
   std::string_view payload() const { return view.data() ? view : std::string_view(body); }
 
   static HttpResponse text(unsigned status, std::string body,
@@ -76,6 +83,16 @@ struct HttpStats {
   std::map<unsigned, uint64_t> responses_by_code;
   uint64_t connections_open = 0;
   uint64_t connections_evicted = 0;
+  std::map<AuthVerdict, uint64_t> auth_failures;
+  uint64_t tls_handshake_failures = 0;
+};
+
+// TLS and authentication from the web config file (exporters/web_config.h);
+// all empty: plain HTTP, no authentication.
+struct HttpSecurity {
+  std::shared_ptr<boost::asio::ssl::context> tls;  // new connections use the newest
+  std::shared_ptr<WebAuth> auth;                   // checks every route not marked open
+  std::vector<std::pair<std::string, std::string>> headers;  // on every response
 };
 
 class HttpServer {
@@ -84,10 +101,15 @@ class HttpServer {
   HttpServer(boost::asio::io_context& io, const std::string& listen_address, HttpLimits limits);
   ~HttpServer();
 
-  void route(std::string path, HttpHandler handler);
+  // `open`: served without authentication even when the web config asks for it.
+  void route(std::string path, HttpHandler handler, bool open = false);
   void start();
   void stop();  // closes the listener and every connection
   void set_limits(HttpLimits limits) { limits_ = limits; }
+  // Takes effect for new connections (TLS) and new requests (authentication).
+  void set_security(HttpSecurity security) { security_ = std::move(security); }
+  // The thread that runs slow authentication checks (bcrypt, TokenReview) off the loop.
+  boost::asio::any_io_executor auth_executor();
   boost::asio::ip::tcp::endpoint local_endpoint() const;
   const HttpStats& stats() const { return stats_; }
 
@@ -101,6 +123,11 @@ class HttpServer {
   struct Connection;
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(std::shared_ptr<Connection> conn);
+  template <class Stream>
+  boost::asio::awaitable<void> serve_requests(std::shared_ptr<Connection> conn, Stream& stream);
+  boost::asio::awaitable<AuthVerdict> authenticate(std::shared_ptr<WebAuth> auth, std::string_view authorization,
+                                                   std::string_view path);
+  bool needs_auth(std::string_view target) const;
   HttpResponse respond(boost::beast::http::verb method, std::string_view target,
                        const boost::beast::http::fields& headers);
   void make_room();
@@ -108,7 +135,13 @@ class HttpServer {
   boost::asio::io_context& io_;
   boost::asio::ip::tcp::acceptor acceptor_;
   HttpLimits limits_;
-  std::map<std::string, HttpHandler, std::less<>> routes_;
+  struct Route {
+    HttpHandler handler;
+    bool open;
+  };
+  std::map<std::string, Route, std::less<>> routes_;
+  HttpSecurity security_;
+  std::unique_ptr<boost::asio::thread_pool> auth_worker_;  // made when first asked for
   std::list<std::shared_ptr<Connection>> connections_;
   HttpStats stats_;
   bool stopped_ = false;

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-20}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(fuzz_procfs fuzz_cgroups fuzz_k8s_paths fuzz_mountinfo fuzz_config fuzz_kubelet_json fuzz_http)
+((${#targets[@]})) || targets=(fuzz_procfs fuzz_cgroups fuzz_k8s_paths fuzz_mountinfo fuzz_config fuzz_kubelet_json fuzz_http fuzz_web_config)
 dir=build-fuzz
 
 start=$(date +%s)

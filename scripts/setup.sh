@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   # build
   build-essential cmake pkg-config
-  libboost-dev libyaml-cpp-dev zlib1g-dev libssl-dev openssl
+  libboost-dev libyaml-cpp-dev zlib1g-dev libssl-dev openssl libcrypt-dev
   # nodeperf top: the terminal UI, and the agent's JSON it reads
   libncurses-dev nlohmann-json3-dev
   # eBPF: clang compiles bpf/*.bpf.c, bpftool makes skeletons, libbpf loads them

@@ -249,9 +249,9 @@ TEST_CASE("config: each bad value in a file names file:line and the key", "[conf
           at(1) + "host_root: '" + kFixtures + "/README.md' is not a directory");
     CHECK(error("host_root: relative/dir\n") == at(1) + "host_root: must be an absolute path, got 'relative/dir'");
   }
-  SECTION("TLS is refused rather than ignored") {
+  SECTION("a web config file that cannot be read is refused rather than ignored") {
     CHECK(error("web:\n  config_file: /etc/web.yml\n") ==
-          at(2) + "web.config_file: TLS and authentication are not supported yet; leave it empty");
+          at(2) + "web.config_file: /etc/web.yml: cannot read the web config file: no such file");
   }
   SECTION("YAML syntax errors") {
     CHECK_THAT(error("tick: 1s\nlog:\n  level: info\n   bad: x\n"), StartsWith(at(4) + "YAML syntax error: "));
