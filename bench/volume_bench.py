@@ -43,7 +43,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from bpfutil import LoopDevice, cgroup2_root  # noqa: E402
+from bpfutil import LoopDevice, cgroup2_root, remove_cgroups  # noqa: E402
+from test_volumes import write_mountinfo as write_test_mountinfo  # noqa: E402
 
 STATS = "/proc/sys/kernel/bpf_stats_enabled"
 KUBELET = "/var/lib/kubelet/pods"
@@ -61,17 +62,9 @@ def pod_uid(i):
 
 
 def write_mountinfo(root):
-    lines = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split(" ")
-            if fields[4].startswith(root + "/"):
-                fields[4] = fields[4][len(root):]
-                lines.append(" ".join(fields))
-    with open(f"{root}/proc/1/mountinfo.new", "w") as f:
-        f.writelines(lines)
-    os.rename(f"{root}/proc/1/mountinfo.new", f"{root}/proc/1/mountinfo")
-    # node_exporter's filesystem collector reads the older mounts format.
+    """The test's fake mountinfo, and the older mounts format node_exporter's
+    filesystem collector reads."""
+    lines = write_test_mountinfo(root)
     with open(f"{root}/proc/1/mounts", "w") as f:
         for line in lines:
             fields = line.split(" ")
@@ -350,13 +343,7 @@ def main():
             subprocess.run(["umount", "-l", m])
         for loop in loops:
             loop.close()
-        for d in reversed(cgroups):
-            for _ in range(50):
-                try:
-                    os.rmdir(d)
-                    break
-                except OSError:
-                    time.sleep(0.1)
+        remove_cgroups(cgroups)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

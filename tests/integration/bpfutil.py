@@ -306,6 +306,20 @@ def cgroup2_root():
     return None
 
 
+def remove_cgroups(dirs):
+    """Removes cgroup directories a test made, deepest first as listed in
+    reverse, each tried for up to 5 s while its last tasks leave."""
+    for d in reversed(dirs):
+        for _ in range(50):
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
 class Cgroup:
     """A child v2 cgroup this test creates and removes (never any other)."""
 

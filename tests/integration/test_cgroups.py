@@ -179,13 +179,7 @@ def main():
     finally:
         if child:
             bpfutil.kill_all([child])
-        for d in reversed(made):
-            for _ in range(50):
-                try:
-                    os.rmdir(d)
-                    break
-                except OSError:
-                    time.sleep(0.1)
+        bpfutil.remove_cgroups(made)
         if loop:
             loop.close()
         if tmp:

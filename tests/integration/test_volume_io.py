@@ -393,13 +393,7 @@ def main():
             subprocess.run(["partx", "-d", loops[0].path or "/dev/null"], timeout=20, capture_output=True)
         for loop in loops:
             loop.close()
-        for d in reversed(cgroups):
-            for _ in range(50):
-                try:
-                    os.rmdir(d)
-                    break
-                except OSError:
-                    time.sleep(0.1)
+        bpfutil.remove_cgroups(cgroups)
         shutil.rmtree(tmp, ignore_errors=True)
     c.done()
 
