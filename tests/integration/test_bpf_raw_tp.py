@@ -3,7 +3,9 @@ it would otherwise never run here): with NODEPERF_BPF_ATTACH=raw_tp the
 agent attaches the raw_ twins, and the block IO and run-queue tests pass
 against them unchanged (exact counts per device and op, quantiles against
 bpftrace, run-queue waits equal to the kernel's schedstat, side by side
-with runqlat, TCP RTT against ss). Root only; about 50 s."""
+with runqlat, TCP RTT against ss), and so does the volume IO test (block
+requests per volume, and the file-system latency probe's raw_tp twins on a
+FUSE volume). Root only; about 65 s."""
 
 import os
 import re
@@ -16,7 +18,7 @@ import bpfutil  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBES = ("blockio", "runqueue", "tcp")
-TESTS = ("test_bpf_blockio.py", "test_bpf_runqueue.py", "test_bpf_tcp.py")
+TESTS = ("test_bpf_blockio.py", "test_bpf_runqueue.py", "test_bpf_tcp.py", "test_volume_io.py")
 
 
 def main():

@@ -249,10 +249,12 @@ def fuse_volume(agent, root):
         wait_until(lambda: series(scrape(agent), "nodeperf_volume_info", volume="pv-fuse"), timeout=10,
                    what="the FUSE volume")
 
+        # The raw_tp twin when test_bpf_raw_tp.py runs this test.
+        flavour = "raw" if os.environ.get("NODEPERF_BPF_ATTACH") == "raw_tp" else "btf"
+
         def attached():
-            parsed = scrape(agent)
-            return any(value(parsed, "nodeperf_bpf_program_attached", probe="fslatency", program=p) == 1
-                       for p in ("btf_sys_enter", "raw_sys_enter"))
+            return value(scrape(agent), "nodeperf_bpf_program_attached", probe="fslatency",
+                         program=f"{flavour}_sys_enter") == 1
         wait_until(attached, timeout=10, what="the fslatency programs attached")
         plan = {"read": 41, "write": 27, "fsync": 9}
         path = f"{root}{PATH_FUSE}/data"
