@@ -22,6 +22,7 @@ struct FsLatencyProbe::State {
   std::set<uint32_t> watched;
   std::chrono::steady_clock::time_point failed_at{};
   bool failed = false;
+  bool warned = false;
 
   void load() {
     probe.skel.reset(fslatency_bpf__open());
@@ -62,7 +63,9 @@ void FsLatencyProbe::watch(const std::set<uint32_t>& devices) {
     s.failed = !s.probe.attached;
     if (s.failed) {
       s.failed_at = std::chrono::steady_clock::now();
-      log_warn("fslatency: not timing network and FUSE volumes: " + s.probe.error);
+      // Once at warn; the retries (a minute apart) at debug.
+      log(s.warned ? LogLevel::debug : LogLevel::warn, "fslatency: not timing network and FUSE volumes: " + s.probe.error);
+      s.warned = true;
       return;
     }
     log_info("fslatency: attached " + s.probe.attached->names());
