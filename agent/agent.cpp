@@ -387,7 +387,7 @@ void Agent::measure_budget() {
   double process = process_cpu_seconds();
   double bpf = bpf_time_.advance();
   double wall = std::chrono::duration<double>(now - budget_sampled_).count();
-  double used = process - process_cpu_last_ + (bpf_time_.stats_enabled() ? bpf : 0);
+  double used = process - process_cpu_last_ + bpf;  // bpf: 0 while the kernel does not count
   budget_sampled_ = now;
   process_cpu_last_ = process;
   unsigned before = budget_.level();

@@ -90,13 +90,14 @@ double process_cpu_seconds() {
 }
 
 double BpfRunTime::advance() {
+  bool sysctl_on = false;
   {
     std::ifstream in("/proc/sys/kernel/bpf_stats_enabled");
     int on = 0;
-    stats_enabled_ = (in >> on) && on != 0;
+    sysctl_on = (in >> on) && on != 0;
   }
   // The programs are the process's own "anon_inode:bpf-prog" descriptors.
-  std::map<uint32_t, uint64_t> now_ns;
+  std::map<uint32_t, Counts> now;
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
     char target[64];
@@ -110,15 +111,20 @@ double BpfRunTime::advance() {
     }
     bpf_prog_info info{};
     uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) now_ns[info.id] = info.run_time_ns;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) now[info.id] = {info.run_time_ns, info.run_cnt};
   }
   uint64_t grown = 0;
-  for (auto [id, ns] : now_ns) {
-    auto it = last_ns_.find(id);
-    uint64_t before = it == last_ns_.end() ? 0 : it->second;
-    if (ns > before) grown += ns - before;
+  bool ran = false;
+  for (auto [id, counts] : now) {
+    auto it = last_.find(id);
+    Counts before = it == last_.end() ? Counts{} : it->second;
+    if (counts.run_time_ns > before.run_time_ns) grown += counts.run_time_ns - before.run_time_ns;
+    ran = ran || counts.runs > before.runs;
   }
-  last_ns_ = std::move(now_ns);
+  last_ = std::move(now);
+  // The sysctl reads 0 while another process holds BPF_ENABLE_STATS (bpftop,
+  // bpftool prog profile): run counts that grow say the stats are on too.
+  stats_enabled_ = sysctl_on || (ran && !first_);
   double seconds = first_ ? 0 : static_cast<double>(grown) * 1e-9;
   first_ = false;
   total_ += seconds;

@@ -71,14 +71,19 @@ double process_cpu_seconds();
 class BpfRunTime {
  public:
   // Reads every program again; returns the seconds they ran since the last
-  // call (0 on the first). Only counts while kernel.bpf_stats_enabled=1.
+  // call (0 on the first). The kernel counts only while BPF stats are on
+  // (kernel.bpf_stats_enabled=1, or a BPF_ENABLE_STATS descriptor held).
   double advance();
   double total_seconds() const { return total_; }
-  // kernel.bpf_stats_enabled as read by the last advance().
+  // True if the last advance() saw BPF stats on: the sysctl set, or run
+  // counts growing (another process holding BPF_ENABLE_STATS).
   bool stats_enabled() const { return stats_enabled_; }
 
  private:
-  std::map<uint32_t, uint64_t> last_ns_;  // by program id
+  struct Counts {
+    uint64_t run_time_ns = 0, runs = 0;
+  };
+  std::map<uint32_t, Counts> last_;  // by program id
   double total_ = 0;
   bool first_ = true;
   bool stats_enabled_ = false;

@@ -68,10 +68,11 @@ constexpr MetricInfo kAgentMetrics[] = {
      "Events a probe could not record because its map was full."},
     {"nodeperf_budget_cpu_seconds_total", MetricType::counter, "source", "clock_gettime, bpf_prog_info",
      "CPU time the agent used: source=process for its threads, source=bpf for its BPF programs (counted only "
-     "while kernel.bpf_stats_enabled=1)."},
-    {"nodeperf_budget_bpf_stats_enabled", MetricType::gauge, "", "/proc/sys/kernel/bpf_stats_enabled",
-     "1 if BPF run time is counted (kernel.bpf_stats_enabled=1); 0 if it is unknown and the budget counts "
-     "process CPU only."},
+     "while BPF stats are on, see nodeperf_budget_bpf_stats_enabled)."},
+    {"nodeperf_budget_bpf_stats_enabled", MetricType::gauge, "", "/proc/sys/kernel/bpf_stats_enabled, bpf_prog_info",
+     "1 if BPF run time is counted: kernel.bpf_stats_enabled=1, or the agent's programs' run counts grew on the "
+     "last tick (another process holds BPF_ENABLE_STATS); 0 if it is unknown and the budget counts process CPU "
+     "only."},
     {"nodeperf_budget_limit_ratio", MetricType::gauge, "", "budget.cpu",
      "The overhead budget in CPU seconds per second (0.05 = 5% of one core); 0 when the budget is off."},
     {"nodeperf_budget_usage_ratio", MetricType::gauge, "", "agent",

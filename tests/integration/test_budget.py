@@ -3,8 +3,13 @@
 the agent degrades one level per window up to the last (tick x4, runqueue,
 tcp and cgroups collectors stopped), and exports and logs each step; a
 SIGHUP that raises the budget far above its use restores it one level per
-window back to level 0. Checks the agent's exported state, not timings."""
+window back to level 0. Checks the agent's exported state, not timings.
+As root, the BPF side: while this script holds a BPF_ENABLE_STATS
+descriptor (a few seconds; the kernel then counts every program's run time,
+which is all it changes), the agent sees stats on and counts its programs'
+time."""
 
+import ctypes
 import json
 import os
 import signal
@@ -138,5 +143,38 @@ def test_off_restores_at_once():
               "logged the restore with its reason")
 
 
-checks.run(test_degrade_and_restore, test_off_restores_at_once)
+def enable_bpf_stats():
+    """A BPF_ENABLE_STATS descriptor (stats on while it is open), or None."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = (ctypes.c_uint8 * 8)()  # enable_stats.type = BPF_STATS_RUN_TIME (0)
+    nr_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine)
+    if nr_bpf is None:
+        return None
+    fd = libc.syscall(nr_bpf, 32, attr, ctypes.sizeof(attr))  # cmd 32: BPF_ENABLE_STATS
+    return fd if fd >= 0 else None
+
+
+def test_bpf_time_counted_when_stats_on():
+    if os.geteuid() != 0:
+        print("info: not root: BPF time check skipped")
+        return
+    with Agent("--tick=200ms") as agent:
+        if one(state(agent), "nodeperf_collector_up", collector="runqueue") != 1:
+            print("info: runqueue probe not running here: BPF time check skipped")
+            return
+        fd = enable_bpf_stats()
+        if fd is None:
+            print("info: BPF_ENABLE_STATS refused: BPF time check skipped")
+            return
+        try:
+            wait_until(lambda: one(state(agent), "nodeperf_budget_cpu_seconds_total", source="bpf") > 0,
+                       timeout=10, what="BPF run time counted")
+            wait_until(lambda: one(state(agent), "nodeperf_budget_bpf_stats_enabled") == 1,
+                       timeout=10, what="stats seen on")
+        finally:
+            os.close(fd)
+        check(True, "BPF run time counted while stats are on")
+
+
+checks.run(test_degrade_and_restore, test_off_restores_at_once, test_bpf_time_counted_when_stats_on)
 checks.done()
