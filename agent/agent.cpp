@@ -245,8 +245,10 @@ void Agent::reload() {
                          next.kubelet_timeout != config_.kubelet_timeout ||
                          next.kubelet_refresh_interval != config_.kubelet_refresh_interval;
   if (!keep) log_info("collector settings changed: every collector restarts (histograms start again)");
+  bool budget_changed =
+      next.budget_cpu_percent != config_.budget_cpu_percent || next.budget_window != config_.budget_window;
   config_ = std::move(next);
-  budget_.configure(config_.budget_cpu_percent / 100, config_.budget_window);
+  if (budget_changed) budget_.configure(config_.budget_cpu_percent / 100, config_.budget_window);
   budget_level_changed(level_before, false);  // build_collectors below applies it
   bool tick_changed = effective_tick() != tick_before;
   set_log_level(config_.log_level);
