@@ -120,7 +120,8 @@ Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flag
       server_(io_, config_.listen_address, limits_of(config_)),
       port_(server_.local_endpoint().port()),
       history_(history_capacity(config_.history, config_.tick)),
-      hostname_(host_name()) {
+      hostname_(host_name()),
+      budget_(config_.budget_cpu_percent / 100, config_.budget_window) {
   // Without them the set stays empty: its wait never completes and stop() cancels it.
   if (handle_signals) {
     signals_.add(SIGINT);
@@ -137,7 +138,7 @@ Agent::Agent(Config config, std::string config_file, std::vector<FlagValue> flag
   // kubelet's probes cannot send credentials, and they tell nothing but "ok".
   server_.route("/healthz", [this](const HttpRequest&) {
     // Alive while ticks keep happening; a stuck loop fails liveness.
-    auto limit = std::max<Clock::duration>(std::chrono::seconds(10), 5 * config_.tick);
+    auto limit = std::max<Clock::duration>(std::chrono::seconds(10), 5 * effective_tick());
     if (Clock::now() - last_tick_done_ > limit && snapshot_) {
       return HttpResponse::text(503, "tick loop stalled\n");
     }
@@ -161,7 +162,7 @@ void Agent::build_collectors(bool keep_running) {
   // attached and histograms keep their counts.
   std::vector<CollectorState> next;
   for (const CollectorFactory& f : collector_factories()) {
-    if (!config_.enabled(f.name)) continue;
+    if (!config_.enabled(f.name) || budget_drops(budget_.level(), f.name)) continue;
     auto running = std::find_if(collectors_.begin(), collectors_.end(),
                                 [&](const CollectorState& c) { return c.factory == &f; });
     if (keep_running && running != collectors_.end()) {
@@ -190,6 +191,8 @@ int Agent::run() {
   });
   server_.start();
   next_tick_ = Clock::now();
+  budget_sampled_ = next_tick_;  // start-up (loading the probes) is not counted
+  process_cpu_last_ = process_cpu_seconds();
   asio::post(io_, [this] { tick(); });
   io_.run();
   log_info("stopped");
@@ -233,7 +236,8 @@ void Agent::reload() {
     log_warn("web.listen_address changes need a restart; still serving on " + config_.listen_address);
     next.listen_address = config_.listen_address;
   }
-  bool tick_changed = next.tick != config_.tick;
+  auto tick_before = effective_tick();
+  unsigned level_before = budget_.level();
   bool keep = same_collector_settings(config_, next);
   bool kubelet_changed = next.kubelet_url != config_.kubelet_url || next.kubelet_ca_file != config_.kubelet_ca_file ||
                          next.kubelet_token_file != config_.kubelet_token_file ||
@@ -241,7 +245,12 @@ void Agent::reload() {
                          next.kubelet_timeout != config_.kubelet_timeout ||
                          next.kubelet_refresh_interval != config_.kubelet_refresh_interval;
   if (!keep) log_info("collector settings changed: every collector restarts (histograms start again)");
+  bool budget_changed =
+      next.budget_cpu_percent != config_.budget_cpu_percent || next.budget_window != config_.budget_window;
   config_ = std::move(next);
+  if (budget_changed) budget_.configure(config_.budget_cpu_percent / 100, config_.budget_window);
+  budget_level_changed(level_before, false);  // build_collectors below applies it
+  bool tick_changed = effective_tick() != tick_before;
   set_log_level(config_.log_level);
   server_.set_limits(limits_of(config_));
   try {
@@ -259,7 +268,7 @@ void Agent::reload() {
   build_collectors(keep);
   share_kubelet();
   if (tick_changed) {  // take the new interval from now on
-    next_tick_ = Clock::now() + config_.tick;
+    next_tick_ = Clock::now() + effective_tick();
     timer_.expires_at(next_tick_);
     timer_.async_wait([this](const boost::system::error_code& ec) {
       if (!ec) tick();
@@ -316,6 +325,7 @@ void Agent::tick() {
       c.limiter.log(LogLevel::warn, "collector " + std::string(c.factory->name) + ": " + status.error);
     }
   }
+  measure_budget();
   add_self_metrics(sink, sink.series());
   snapshot_ = std::make_shared<const Snapshot>(std::move(sink), config_.node_exporter_compat,
                                                std::chrono::system_clock::now());
@@ -328,8 +338,8 @@ void Agent::tick() {
 void Agent::schedule_tick() {
   // Fixed rate: the next tick is one interval after the last one was due; a
   // tick that overran skips the slots it missed rather than bunching up.
-  next_tick_ += config_.tick;
-  if (auto now = Clock::now(); next_tick_ <= now) next_tick_ = now + config_.tick;
+  next_tick_ += effective_tick();
+  if (auto now = Clock::now(); next_tick_ <= now) next_tick_ = now + effective_tick();
   timer_.expires_at(next_tick_);
   timer_.async_wait([this](const boost::system::error_code& ec) {
     if (!ec) tick();
@@ -366,7 +376,71 @@ void Agent::add_self_metrics(SampleSink& sink, size_t collected_series) {
   }
   sink.add(table[m::http_tls_handshake_failures], static_cast<double>(http.tls_handshake_failures));
   sink.add(table[m::snapshot_series], static_cast<double>(collected_series));
+  add_budget_metrics(sink);
   if (kubelet_) kubelet_->emit_metrics(sink);
+}
+
+std::chrono::milliseconds Agent::effective_tick() const {
+  return config_.tick * budget_levels()[budget_.level()].tick_factor;
+}
+
+void Agent::measure_budget() {
+  auto now = Clock::now();
+  double process = process_cpu_seconds();
+  double bpf = bpf_time_.advance();
+  double wall = std::chrono::duration<double>(now - budget_sampled_).count();
+  double used = process - process_cpu_last_ + bpf;  // bpf: 0 while the kernel does not count
+  budget_sampled_ = now;
+  process_cpu_last_ = process;
+  unsigned before = budget_.level();
+  if (budget_.add(wall, used) != 0) budget_level_changed(before, true);
+}
+
+void Agent::budget_level_changed(unsigned before, bool rebuild) {
+  unsigned level = budget_.level();
+  if (level == before) return;
+  ++(level > before ? budget_ups_ : budget_downs_);
+  if (rebuild) {
+    build_collectors(true);
+    share_kubelet();
+  }
+  std::string stopped;
+  for (const CollectorFactory& f : collector_factories()) {
+    if (!config_.enabled(f.name) || !budget_drops(level, f.name)) continue;
+    stopped += (stopped.empty() ? "" : ", ") + std::string(f.name);
+  }
+  auto percent = [](double ratio) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.2f%%", ratio * 100);
+    return std::string(text);
+  };
+  std::string why = !rebuild ? (budget_.limit_ratio() <= 0 ? "budget turned off" : "budget changed")
+                             : "CPU " + percent(budget_.moved_at_usage()) + " of a core over the window, " +
+                                   (level > before ? "budget " : "under half the budget ") +
+                                   percent(budget_.limit_ratio());
+  log_info("overhead budget: level " + std::to_string(before) + " -> " + std::to_string(level) + " (" + why +
+           "): tick " + std::to_string(effective_tick().count()) + "ms" +
+           (stopped.empty() ? std::string() : ", stopped: " + stopped));
+}
+
+void Agent::add_budget_metrics(SampleSink& sink) const {
+  namespace m = agent_metric;
+  auto table = agent_metrics();
+  sink.add(table[m::budget_cpu], process_cpu_seconds(), {{"source", "process"}});
+  sink.add(table[m::budget_cpu], bpf_time_.total_seconds(), {{"source", "bpf"}});
+  sink.add(table[m::budget_bpf_stats], bpf_time_.stats_enabled() ? 1 : 0);
+  sink.add(table[m::budget_limit], budget_.limit_ratio());
+  sink.add(table[m::budget_usage], budget_.usage_ratio());
+  sink.add(table[m::budget_level], budget_.level());
+  sink.add(table[m::budget_tick], std::chrono::duration<double>(effective_tick()).count());
+  for (const BudgetLevel& l : budget_levels()) {
+    for (std::string_view name : l.drop) {
+      if (!config_.enabled(name)) continue;
+      sink.add(table[m::budget_dropped], budget_drops(budget_.level(), name) ? 1 : 0, {{"collector", name}});
+    }
+  }
+  sink.add(table[m::budget_changes], static_cast<double>(budget_ups_), {{"direction", "up"}});
+  sink.add(table[m::budget_changes], static_cast<double>(budget_downs_), {{"direction", "down"}});
 }
 
 HttpResponse Agent::serve_metrics(const HttpRequest& request) {
@@ -405,14 +479,14 @@ HttpResponse Agent::serve_snapshot(const HttpRequest& request) const {
   if (!entry) return HttpResponse::text(503, "no snapshot yet\n");
   HttpResponse res;
   res.content_type = "application/json";
-  render_snapshot_json(*entry, std::chrono::duration<double>(config_.tick).count(), hostname_, res.body);
+  render_snapshot_json(*entry, std::chrono::duration<double>(effective_tick()).count(), hostname_, res.body);
   return res;
 }
 
 HttpResponse Agent::serve_history() const {
   HttpResponse res;
   res.content_type = "application/json";
-  render_history_json(history_, std::chrono::duration<double>(config_.tick).count(), res.body);
+  render_history_json(history_, std::chrono::duration<double>(effective_tick()).count(), res.body);
   return res;
 }
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/budget.h"
 #include "agent/config.h"
 #include "agent/history.h"
 #include "agent/log.h"
@@ -60,6 +61,13 @@ class Agent {
   HttpSecurity load_web_security();
   void reload_certificates_if_changed();
   void add_self_metrics(SampleSink& sink, size_t collected_series);
+  // The tick option times the overhead budget's factor.
+  std::chrono::milliseconds effective_tick() const;
+  // Feeds this tick's CPU to the budget and applies a level change.
+  void measure_budget();
+  // Counts and logs a level change from `before`; rebuilds the collectors if `rebuild`.
+  void budget_level_changed(unsigned before, bool rebuild);
+  void add_budget_metrics(SampleSink& sink) const;
   HttpResponse serve_metrics(const HttpRequest& request);
   HttpResponse serve_snapshot(const HttpRequest& request) const;
   HttpResponse serve_history() const;
@@ -88,6 +96,12 @@ class Agent {
   // with, to pick up a rotation without a SIGHUP.
   std::string web_files_signature_;
   std::chrono::steady_clock::time_point web_files_checked_;
+
+  BudgetController budget_;
+  BpfRunTime bpf_time_;
+  double process_cpu_last_ = 0;
+  std::chrono::steady_clock::time_point budget_sampled_;
+  uint64_t budget_ups_ = 0, budget_downs_ = 0;
 
   uint64_t scrapes_ = 0;
   uint64_t scrape_bytes_ = 0;

@@ -298,6 +298,31 @@ std::vector<Option> make_options() {
                  return parse_duration(v, std::chrono::seconds(10), std::chrono::hours(1), c.kubelet_refresh_interval);
                },
                [](const Config& c) { return format_duration(c.kubelet_refresh_interval); }});
+  o.push_back({"budget.cpu", "budget.cpu", false,
+               "Overhead budget in percent of one core (the agent's process and, while kernel.bpf_stats_enabled=1, "
+               "its BPF programs); above it the agent degrades step by step (docs/operations.md); 0 turns it off.",
+               [](Config& c, std::string_view v) -> std::string {
+                 double p = 0;
+                 auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), p);
+                 if (v.empty() || ec != std::errc() || end != v.data() + v.size() || !(p >= 0 && p <= 1000)) {
+                   return "must be a percentage of one core from 0 to 1000, such as 5 or 0.5, got '" +
+                          std::string(v) + "'";
+                 }
+                 c.budget_cpu_percent = p;
+                 return {};
+               },
+               [](const Config& c) {
+                 std::ostringstream out;
+                 out << c.budget_cpu_percent;
+                 return out.str();
+               }});
+  o.push_back({"budget.window", "budget.window", false,
+               "Averaging window of the overhead budget: a level is taken or given back only after a whole "
+               "window measured over (or under half) the budget.",
+               [](Config& c, std::string_view v) {
+                 return parse_duration(v, std::chrono::seconds(1), std::chrono::hours(1), c.budget_window);
+               },
+               [](const Config& c) { return format_duration(c.budget_window); }});
   for (const CollectorFactory& f : collector_factories()) {
     std::string name(f.name);
     o.push_back({"collector." + name + ".enabled", "collector." + name, true,

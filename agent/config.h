@@ -44,6 +44,9 @@ struct Config {
   bool kubelet_insecure_skip_verify = false;
   std::chrono::milliseconds kubelet_timeout{5000};
   std::chrono::milliseconds kubelet_refresh_interval{300'000};
+  // Overhead budget (agent/budget.h): percent of one core; 0 turns it off.
+  double budget_cpu_percent = 0;
+  std::chrono::milliseconds budget_window{30'000};
 
   Config();  // the built-in defaults
   bool enabled(std::string_view collector) const;

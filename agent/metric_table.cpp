@@ -66,6 +66,26 @@ constexpr MetricInfo kAgentMetrics[] = {
      "Time spent in the BPF program (counted only while kernel.bpf_stats_enabled=1)."},
     {"nodeperf_bpf_map_drops_total", MetricType::counter, "probe,map", "BPF map",
      "Events a probe could not record because its map was full."},
+    {"nodeperf_budget_cpu_seconds_total", MetricType::counter, "source", "clock_gettime, bpf_prog_info",
+     "CPU time the agent used: source=process for its threads, source=bpf for its BPF programs (counted only "
+     "while BPF stats are on, see nodeperf_budget_bpf_stats_enabled)."},
+    {"nodeperf_budget_bpf_stats_enabled", MetricType::gauge, "", "/proc/sys/kernel/bpf_stats_enabled, bpf_prog_info",
+     "1 if BPF run time is counted: kernel.bpf_stats_enabled=1, or the agent's programs' run counts grew on the "
+     "last tick (another process holds BPF_ENABLE_STATS); 0 if it is unknown and the budget counts process CPU "
+     "only."},
+    {"nodeperf_budget_limit_ratio", MetricType::gauge, "", "budget.cpu",
+     "The overhead budget in CPU seconds per second (0.05 = 5% of one core); 0 when the budget is off."},
+    {"nodeperf_budget_usage_ratio", MetricType::gauge, "", "agent",
+     "CPU seconds per second the budget counts (process, plus BPF when counted), averaged over budget.window."},
+    {"nodeperf_budget_level", MetricType::gauge, "", "agent",
+     "Degrade level: 0 none, 1 tick x2, 2 tick x4, 3 high-rate probes (runqueue, tcp) stopped too, "
+     "4 cgroups collector stopped too."},
+    {"nodeperf_budget_tick_seconds", MetricType::gauge, "", "agent",
+     "The tick in use: the tick option times the degrade level's factor."},
+    {"nodeperf_budget_collector_dropped", MetricType::gauge, "collector", "agent",
+     "1 if the overhead budget has stopped this enabled collector, 0 if it runs."},
+    {"nodeperf_budget_changes_total", MetricType::counter, "direction", "agent",
+     "Degrade level changes, direction=up (degraded) or down (restored)."},
 };
 static_assert(std::size(kAgentMetrics) == agent_metric::count);
 

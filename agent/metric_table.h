@@ -50,6 +50,14 @@ enum : size_t {
   bpf_program_runs,
   bpf_program_run_seconds,
   bpf_map_drops,
+  budget_cpu,
+  budget_bpf_stats,
+  budget_limit,
+  budget_usage,
+  budget_level,
+  budget_tick,
+  budget_dropped,
+  budget_changes,
   count
 };
 }
