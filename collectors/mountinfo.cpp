@@ -106,8 +106,11 @@ std::vector<MountEntry> parse_mountinfo(std::string_view text, Problems& problem
       bad("no '- fstype source' part");
       continue;
     }
-    if (!root.starts_with('/') || !mount_point.starts_with('/')) {
-      bad("root or mount point not absolute");
+    // The root is a path in the file system for most, but pseudo file
+    // systems print their own: nsfs's is "net:[4026532177]" (a network
+    // namespace bound at /run/netns/NAME, on every node with a CNI).
+    if (root.empty() || !mount_point.starts_with('/')) {
+      bad("mount point not absolute");
       continue;
     }
     e.id = *i;

@@ -94,6 +94,19 @@ TEST_CASE("mountinfo: malformed lines give one error naming the file and line, t
   CHECK(find(vs, kPodB, "pv-good2"));
 }
 
+TEST_CASE("mountinfo: a namespace bound by a CNI (nsfs, root net:[N]) is a mount like any other") {
+  Problems problems("mountinfo");
+  auto mounts = parse_mountinfo(
+      "43 42 0:4 net:[4026532177] /run/netns/cni-1234 rw shared:2 - nsfs nsfs rw\n"
+      "44 42 0:4 mnt:[4026532300] /run/ns/mnt rw - nsfs nsfs rw\n",
+      problems);
+  CHECK(problems.status().kind == Status::Kind::ok);
+  REQUIRE(mounts.size() == 2);
+  CHECK(mounts[0].root == "net:[4026532177]");
+  CHECK(mounts[0].mount_point == "/run/netns/cni-1234");
+  CHECK(mounts[0].fstype == "nsfs");
+}
+
 TEST_CASE("kubelet volume paths") {
   using K = KubeletVolumePath::Kind;
   auto p = parse_kubelet_volume_path("/var/lib/kubelet/pods/" + kPodA + "/volumes/kubernetes.io~csi/pvc-1/mount");
