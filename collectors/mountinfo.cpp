@@ -106,6 +106,11 @@ std::vector<MountEntry> parse_mountinfo(std::string_view text, Problems& problem
       bad("no '- fstype source' part");
       continue;
     }
+    // A namespace file bind-mounted somewhere (ip netns add, and a CNI
+    // plugin's /run/netns/cni-... for every pod sandbox): its root is the
+    // kernel's name for the namespace, "net:[4026532177]", not a path. It
+    // holds no files, so it is never a volume: left out, not an error.
+    if (fstype == "nsfs" && !root.starts_with('/')) continue;
     if (!root.starts_with('/') || !mount_point.starts_with('/')) {
       bad("root or mount point not absolute");
       continue;
