@@ -1,5 +1,7 @@
 #include "collectors/blockio.h"
 
+#include <unistd.h>
+
 #include <array>
 #include <map>
 #include <unordered_map>
@@ -87,6 +89,7 @@ class BlockioCollector final : public Collector {
         default: break;
       }
     });
+    prune_gone_devices();
     for (auto& [key, s] : series_) {
       s.latency.end_tick();
       s.queue.end_tick();
@@ -131,6 +134,29 @@ class BlockioCollector final : public Collector {
                                        LatencyHistogram(layout_, window_ticks_), {}}).first;
     }
     return it->second;
+  }
+
+  // A disk that is gone (a detached volume, a removed loop or dm device, a
+  // hot-unplug) loses its series, as it leaves /proc/diskstats; without this
+  // a node whose volumes come and go would keep every disk it ever saw. Its
+  // keys in the BPF map go once idle for the window, like any. One access()
+  // per disk with series a tick; nothing is dropped if sysfs is not there.
+  void prune_gone_devices() {
+    if (series_.empty() || ::access(host_path(host_root_, "sys/dev/block").c_str(), F_OK) != 0) return;
+    uint32_t dev = 0;
+    bool gone = false;
+    for (auto it = series_.begin(); it != series_.end();) {
+      if (it == series_.begin() || it->first.first != dev) {
+        dev = it->first.first;
+        std::string path = "sys/dev/block/" + std::to_string(dev >> 20) + ":" + std::to_string(dev & ((1u << 20) - 1));
+        gone = ::access(host_path(host_root_, path).c_str(), F_OK) != 0;
+        if (gone) {  // a new device may get its number: name and disk looked up again
+          names_.erase(dev);
+          std::erase_if(disks_, [&](const auto& kv) { return kv.first == dev || kv.second == dev; });
+        }
+      }
+      it = gone ? series_.erase(it) : std::next(it);
+    }
   }
 
   // The whole disk of a device the probe reports (a partition, or the disk

@@ -106,11 +106,13 @@ std::vector<MountEntry> parse_mountinfo(std::string_view text, Problems& problem
       bad("no '- fstype source' part");
       continue;
     }
-    // The root is a path in the file system for most, but pseudo file
-    // systems print their own: nsfs's is "net:[4026532177]" (a network
-    // namespace bound at /run/netns/NAME, on every node with a CNI).
-    if (root.empty() || !mount_point.starts_with('/')) {
-      bad("mount point not absolute");
+    // A namespace file bind-mounted somewhere (ip netns add, and a CNI
+    // plugin's /run/netns/cni-... for every pod sandbox): its root is the
+    // kernel's name for the namespace, "net:[4026532177]", not a path. It
+    // holds no files, so it is never a volume: left out, not an error.
+    if (fstype == "nsfs" && !root.starts_with('/')) continue;
+    if (!root.starts_with('/') || !mount_point.starts_with('/')) {
+      bad("root or mount point not absolute");
       continue;
     }
     e.id = *i;

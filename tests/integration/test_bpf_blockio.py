@@ -3,9 +3,11 @@ counts of O_DIRECT IO on a loop device, request sizes, nothing on an idle
 second loop device, and p50/p95/p99 checked against exact order statistics
 of the same requests measured independently by bpftrace on the block
 tracepoints (falling back to the test's own syscall timing, with a wider
-stated tolerance, where bpftrace cannot run). Root only; about 5 s (up to
+stated tolerance, where bpftrace cannot run); and a disk that goes (a loop
+device added, read, detached and removed) loses its series. Root only; about 5 s (up to
 25 s if bpftrace is slow to exit)."""
 
+import fcntl
 import math
 import os
 import random
@@ -13,6 +15,7 @@ import re
 import select
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -201,6 +204,51 @@ def check_cgroup(c, agent, disk):
         c.check(p99 is not None and p99 > 0, f"cgroup {group.label}: no p99 ({p99})")
     finally:
         group.close()
+
+
+LOOP_CTL_ADD, LOOP_CTL_REMOVE = 0x4C80, 0x4C81
+
+
+def check_removed_disk(c, agent, workdir):
+    """A disk that goes (here a loop device the test adds with LOOP_CTL_ADD,
+    reads, detaches and removes, as a detached volume goes) loses its
+    series: the agent does not keep every disk it ever saw."""
+    minor = next(m for m in range(200, 1 << 20) if not os.path.exists(f"/sys/dev/block/7:{m}"))
+    name, path = f"loop{minor}", f"/dev/loop{minor}"
+    ctl = os.open("/dev/loop-control", os.O_RDWR)
+    try:
+        fcntl.ioctl(ctl, LOOP_CTL_ADD, minor)
+        made_node = not os.path.exists(path)  # devtmpfs makes it, where mounted
+        if made_node:
+            os.mknod(path, 0o600 | stat.S_IFBLK, os.makedev(7, minor))
+        img = os.path.join(workdir, "gone.img")
+        with open(img, "wb") as f:
+            f.truncate(8 << 20)
+        attached = subprocess.run(["losetup", path, img], capture_output=True, text=True).returncode == 0
+        if attached:
+            bpfutil.timed_direct_io(path, [("read", BLOCK * k) for k in range(20)])
+            parsed, _ = bpfutil.wait_snapshots(agent, 2)
+            before = len(series(parsed, "nodeperf_disk_io_latency_seconds_count", device=name))
+            subprocess.run(["losetup", "-d", path], capture_output=True)
+        for _ in range(50):  # briefly busy after the detach
+            try:
+                fcntl.ioctl(ctl, LOOP_CTL_REMOVE, minor)
+                break
+            except OSError:
+                time.sleep(0.1)
+        if made_node and os.path.exists(path):
+            os.unlink(path)
+        os.unlink(img)
+        if not attached or os.path.exists(f"/sys/dev/block/7:{minor}"):
+            print(f"NOTE: removed disk not checked: {name} could not be attached or removed (in use by another?)")
+            return
+        parsed, _ = bpfutil.wait_snapshots(agent, 2)
+        left = [(k[0], dict(k[1])) for k in parsed if dict(k[1]).get("device") == name]
+        print(f"removed disk {name}: {before} latency series while it was there, {len(left)} series after")
+        c.check(before >= 1, f"removed disk {name}: no series while it was there")
+        c.check(not left, f"removed disk {name}: series left: {left[:3]}")
+    finally:
+        os.close(ctl)
 
 
 def main():
@@ -441,6 +489,7 @@ def main():
                 print(f"{op} p{round(q * 100)}: syscall (user-space timing) {user * 1e6:.1f} us")
 
         check_cgroup(c, agent, a)
+        check_removed_disk(c, agent, workdir)
         print(f"runtime {time.monotonic() - started:.1f} s")
     finally:
         if tracer:
