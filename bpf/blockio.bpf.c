@@ -158,6 +158,9 @@ static __always_inline void on_issue(struct request *rq, bool trusted)
 
 static __always_inline void on_complete(struct request *rq, unsigned int nr_bytes, bool trusted)
 {
+	/* First: the map work and the reads below (probe reads under raw_tp)
+	 * would otherwise be added to every request's latency. */
+	__u64 now = bpf_ktime_get_ns();
 	__u64 key = (__u64)rq;
 	struct request_state *s = bpf_map_lookup_elem(&requests, &key);
 	if (!s)
@@ -167,7 +170,7 @@ static __always_inline void on_complete(struct request *rq, unsigned int nr_byte
 	if (!st.issued_ns)
 		return;
 	struct np_block_key k = {.cgroup_id = st.cgroup_id, .dev = request_dev(rq, trusted), .op = request_op(rq, trusted)};
-	__u64 latency = bpf_ktime_get_ns() - st.issued_ns;
+	__u64 latency = now - st.issued_ns;
 	k.kind = NP_BLOCK_LATENCY;
 	k.bucket = np_bucket_index(np_thresholds, latency);
 	count(&k, latency);
