@@ -173,6 +173,7 @@ void Agent::build_collectors(bool keep_running) {
     }
   }
   collectors_ = std::move(next);
+  for (CollectorState& c : collectors_) c.collector->sample(budget_levels()[budget_.level()].sample_one_in);
   release_kernel_btf();
 }
 
@@ -418,9 +419,10 @@ void Agent::budget_level_changed(unsigned before, bool rebuild) {
                              : "CPU " + percent(budget_.moved_at_usage()) + " of a core over the window, " +
                                    (level > before ? "budget " : "under half the budget ") +
                                    percent(budget_.limit_ratio());
+  unsigned one_in = budget_levels()[level].sample_one_in;
   log_info("overhead budget: level " + std::to_string(before) + " -> " + std::to_string(level) + " (" + why +
-           "): tick " + std::to_string(effective_tick().count()) + "ms" +
-           (stopped.empty() ? std::string() : ", stopped: " + stopped));
+           "): " + (one_in > 1 ? "sampling 1 in " + std::to_string(one_in) + ", " : std::string()) + "tick " +
+           std::to_string(effective_tick().count()) + "ms" + (stopped.empty() ? std::string() : ", stopped: " + stopped));
 }
 
 void Agent::add_budget_metrics(SampleSink& sink) const {
@@ -432,6 +434,7 @@ void Agent::add_budget_metrics(SampleSink& sink) const {
   sink.add(table[m::budget_limit], budget_.limit_ratio());
   sink.add(table[m::budget_usage], budget_.usage_ratio());
   sink.add(table[m::budget_level], budget_.level());
+  sink.add(table[m::budget_sampling], 1.0 / budget_levels()[budget_.level()].sample_one_in);
   sink.add(table[m::budget_tick], std::chrono::duration<double>(effective_tick()).count());
   for (const BudgetLevel& l : budget_levels()) {
     for (std::string_view name : l.drop) {

@@ -13,17 +13,22 @@
 namespace nodeperf {
 namespace {
 
-// The high-rate probes first (sched_switch and TCP events: their cost is
-// paid in the kernel on every event, so stopping them saves the most), then
-// the per-cgroup reader, whose cost grows with the pods on the node.
+// First the kernel's per-event work: the high-rate probes count 1 event in
+// 8 (bpf/sampling.h; every series stays, as an estimate). Then the tick,
+// which divides the agent's own per-tick work. Then the high-rate probes
+// stop (sched_switch and TCP events: their cost is paid in the kernel on
+// every event, sampled or not), then the per-cgroup reader, whose cost
+// grows with the pods on the node.
+constexpr unsigned kSampleOneIn = 8;
 constexpr std::string_view kHighRateProbes[] = {"runqueue", "tcp"};
 constexpr std::string_view kCgroups[] = {"cgroups"};
 constexpr BudgetLevel kLevels[] = {
-    {1, {}},
-    {2, {}},
-    {4, {}},
-    {4, kHighRateProbes},
-    {4, kCgroups},
+    {1, 1, {}},
+    {kSampleOneIn, 1, {}},
+    {kSampleOneIn, 2, {}},
+    {kSampleOneIn, 4, {}},
+    {kSampleOneIn, 4, kHighRateProbes},
+    {kSampleOneIn, 4, kCgroups},
 };
 
 }  // namespace

@@ -14,9 +14,12 @@
 
 namespace nodeperf {
 
-// What a level does: the tick is multiplied by tick_factor, and the
-// collectors named in drop (and in every lower level's) are stopped.
+// What a level does: the probes with high-rate events count 1 in
+// sample_one_in of them (and scale back up), the tick is multiplied by
+// tick_factor, and the collectors named in drop (and in every lower
+// level's) are stopped.
 struct BudgetLevel {
+  unsigned sample_one_in;
   unsigned tick_factor;
   std::span<const std::string_view> drop;
 };

@@ -78,8 +78,11 @@ constexpr MetricInfo kAgentMetrics[] = {
     {"nodeperf_budget_usage_ratio", MetricType::gauge, "", "agent",
      "CPU seconds per second the budget counts (process, plus BPF when counted), averaged over budget.window."},
     {"nodeperf_budget_level", MetricType::gauge, "", "agent",
-     "Degrade level: 0 none, 1 tick x2, 2 tick x4, 3 high-rate probes (runqueue, tcp) stopped too, "
-     "4 cgroups collector stopped too."},
+     "Degrade level: 0 none, 1 high-rate probe events sampled 1 in 8, 2 tick x2 too, 3 tick x4, "
+     "4 high-rate probes (runqueue, tcp) stopped too, 5 cgroups collector stopped too."},
+    {"nodeperf_budget_sampling_ratio", MetricType::gauge, "", "agent",
+     "Share of the high-rate probes' events counted (runqueue, tcp RTT, blockio): 1 counts every event; "
+     "0.125 counts 1 in 8 at random and scales their counts and sums by 8, so those series are estimates."},
     {"nodeperf_budget_tick_seconds", MetricType::gauge, "", "agent",
      "The tick in use: the tick option times the degrade level's factor."},
     {"nodeperf_budget_collector_dropped", MetricType::gauge, "collector", "agent",

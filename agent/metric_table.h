@@ -55,6 +55,7 @@ enum : size_t {
   budget_limit,
   budget_usage,
   budget_level,
+  budget_sampling,
   budget_tick,
   budget_dropped,
   budget_changes,

@@ -10,6 +10,7 @@
 
 #include "bpf/blockio.h"
 #include "bpf/histogram.h"
+#include "bpf/sampling.h"
 
 const volatile __u64 np_thresholds[NP_HIST_TABLE]; /* set by the agent before load */
 /* 1 where block_rq_insert/issue still pass the queue first (before 5.11);
@@ -167,7 +168,8 @@ static __always_inline void on_complete(struct request *rq, unsigned int nr_byte
 		return; /* issued before we attached */
 	struct request_state st = *s;
 	bpf_map_delete_elem(&requests, &key);
-	if (!st.issued_ns)
+	/* Sampling leaves out the counting, never the entry's delete. */
+	if (!st.issued_ns || np_sampled_out())
 		return;
 	struct np_block_key k = {.cgroup_id = st.cgroup_id, .dev = request_dev(rq, trusted), .op = request_op(rq, trusted)};
 	__u64 latency = now - st.issued_ns;

@@ -18,6 +18,7 @@
 
 #include "bpf/histogram.h"
 #include "bpf/runqlat.h"
+#include "bpf/sampling.h"
 
 const volatile __u64 np_thresholds[NP_HIST_TABLE]; /* set by the agent before load */
 
@@ -88,10 +89,12 @@ static __always_inline void record(__u64 wait_ns)
  * One arrival since we last saw it leave: that arrival's wait is what
  * run_delay grew by. A task we never saw on its first arrival (pcount 1)
  * waited all of run_delay. Otherwise (first sight of an older task, or a
- * departure we missed) record nothing and start over from here. */
+ * departure we missed) record nothing and start over from here. Sampling
+ * leaves out the recording only: every departure still moves the task's
+ * mark, or the next sampled one would span several waits. */
 static __always_inline void departed(struct seen *s, __u64 pcount, __u64 run_delay)
 {
-	if (pcount - s->pcount == 1)
+	if (pcount - s->pcount == 1 && !np_sampled_out())
 		record(run_delay - s->run_delay);
 	s->pcount = pcount;
 	s->run_delay = run_delay;

@@ -10,6 +10,7 @@
 
 #include "bpf/histogram.h"
 #include "bpf/tcp.h"
+#include "bpf/sampling.h"
 
 const volatile __u64 np_thresholds[NP_HIST_TABLE]; /* set by the agent before load */
 
@@ -73,8 +74,12 @@ static __always_inline void count(struct sock *sk, __u32 kind, __u32 bucket, __u
 	v->sum_ns += value;
 }
 
+/* A segment's RTT sample is the one event here that sampling leaves out:
+ * connects, retransmits and resets are counted exactly. */
 static __always_inline void on_segment(struct sock *sk)
 {
+	if (np_sampled_out())
+		return;
 	__u64 srtt_ns = (__u64)(BPF_CORE_READ((struct tcp_sock *)sk, srtt_us) >> 3) * 1000;
 	if (srtt_ns)
 		count(sk, NP_TCP_RTT, np_bucket_index(np_thresholds, srtt_ns), srtt_ns);

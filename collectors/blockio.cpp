@@ -68,11 +68,15 @@ class BlockioCollector final : public Collector {
   }
 
   void use_block_feed(BlockFeed* feed) override { feed_ = feed; }
+  void sample(unsigned one_in) override { probe_.sample(one_in); }
 
   Status collect(SampleSink& out) override {
     if (!probe_.running()) return Status::failed(probe_.error);
     if (feed_) feed_->counts.clear();
+    const uint64_t scale = probe_.sample_one_in;  // every kind is counted at completion, sampled alike
     drain_.drain(bpf_map__fd(probe_.skel->maps.block_hist), [&](const np_block_key& k, uint64_t n, uint64_t sum) {
+      n *= scale;
+      sum *= scale;
       if (feed_) feed_->counts.push_back({k, n, sum});
       Series& s = series(disk_of(k.dev), k.op < NP_OP_COUNT ? k.op : static_cast<uint8_t>(NP_OP_OTHER));
       switch (k.kind) {

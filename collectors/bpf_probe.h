@@ -108,6 +108,15 @@ struct Probe {
   }
   bool running() const { return attached.has_value(); }
 
+  // For probes built with bpf/sampling.h: counts 1 sampled event in
+  // `one_in` from now on. What is drained next is scaled by it: the events
+  // counted between the last drain and this call are a tick's sliver.
+  void sample(unsigned one_in) {
+    sample_one_in = one_in;
+    if (running()) skel->bss->np_sample_mask = one_in - 1;
+  }
+  unsigned sample_one_in = 1;
+
   SkeletonPtr<Skel> skel;
   std::optional<AttachedPrograms> attached;  // declared after skel: destroyed first
   std::string error;

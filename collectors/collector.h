@@ -39,6 +39,10 @@ class Collector {
   // The agent's block IO feed (collectors/block_feed.h), for the blockio
   // collector to fill and later ones to read; set once, before the first tick.
   virtual void use_block_feed(BlockFeed*) {}
+  // The overhead budget's sampling (agent/budget.h): a probe with high-rate
+  // events counts 1 of them in `one_in` (a power of two; 1: every event)
+  // and scales what it drains back up. Called after every (re)build.
+  virtual void sample(unsigned /*one_in*/) {}
 };
 
 struct CollectorFactory {

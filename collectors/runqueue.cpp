@@ -33,9 +33,14 @@ class RunqueueCollector final : public Collector {
     probe_.start([this] { load(); });
   }
 
+  void sample(unsigned one_in) override { probe_.sample(one_in); }
+
   Status collect(SampleSink& out) override {
     if (!probe_.running()) return Status::failed(probe_.error);
+    const uint64_t scale = probe_.sample_one_in;
     drain_.drain(bpf_map__fd(probe_.skel->maps.runq_hist), [&](const np_runq_key& k, uint64_t n, uint64_t sum) {
+      n *= scale;
+      sum *= scale;
       node_.add(k.bucket, n, sum);
       by_cgroup_.add(k.cgroup_id, k.bucket, n, sum);
     });

@@ -56,11 +56,16 @@ class TcpCollector final : public Collector {
     probe_.start([this] { load(); });
   }
 
+  void sample(unsigned one_in) override { probe_.sample(one_in); }
+
   Status collect(SampleSink& out) override {
     if (!probe_.running()) return Status::failed(probe_.error);
+    const uint64_t scale = probe_.sample_one_in;
     drain_.drain(bpf_map__fd(probe_.skel->maps.tcp_hist), [&](const np_tcp_key& k, uint64_t n, uint64_t sum) {
       switch (k.kind) {
-        case NP_TCP_RTT:
+        case NP_TCP_RTT:  // the only sampled kind
+          n *= scale;
+          sum *= scale;
           rtt_.add(k.bucket, n, sum);
           cgroup(k.cgroup_id).rtt.add(k.bucket, n, sum);
           break;

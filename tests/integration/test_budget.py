@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
 """Overhead budget: with a tiny budget (0.01% of a core) and a 100 ms tick
-the agent degrades one level per window up to the last (tick x4, runqueue,
-tcp and cgroups collectors stopped), and exports and logs each step; a
-SIGHUP that raises the budget far above its use restores it one level per
-window back to level 0. Checks the agent's exported state, not timings.
+the agent degrades one level per window up to the last (high-rate probes
+sampled 1 in 8, tick x4, runqueue, tcp and cgroups collectors stopped), and
+exports and logs each step; a SIGHUP that raises the budget far above its
+use restores it one level per window back to level 0. Checks the agent's
+exported state, not timings.
+As root, the sampling is checked against real IO: 4003 O_DIRECT reads of a
+loop device the test makes, at the last level, must come out of the
+sampled blockio probe as a multiple of 8 (each counted read stands for 8)
+within 5 standard deviations of 4003; the same reads once restored, exactly.
 As root, the BPF side: while this script holds a BPF_ENABLE_STATS
 descriptor (a few seconds; the kernel then counts every program's run time,
 which is all it changes), the agent sees stats on and counts its programs'
@@ -19,12 +24,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import Agent, Checks, http_get, parse_exposition, series, wait_until  # noqa: E402
+from bpfutil import LoopDevice, timed_direct_io, wait_snapshots  # noqa: E402
 
 checks = Checks()
 check = checks.check
 TMP = tempfile.mkdtemp(prefix="nodeperf-budget-")
 CONFIG = os.path.join(TMP, "nodeperf.yaml")
-LAST_LEVEL = 4
+LAST_LEVEL = 5
+SAMPLE_ONE_IN = 8
+READS = 4003  # not a multiple of 8: a count scaled by 8 never equals it
 
 
 def write_config(cpu):
@@ -75,10 +83,46 @@ def level(agent):
     return one(state(agent), "nodeperf_budget_level")
 
 
+def counted_reads(agent, loop):
+    """Does READS O_DIRECT 4 KiB reads of the loop device; returns how many
+    the agent's blockio probe counted on it."""
+    def count():
+        return one(state(agent), "nodeperf_disk_io_latency_seconds_count", device=loop.name, op="read") or 0
+    before = count()
+    timed_direct_io(loop.path, [("read", (i % 4096) * 4096) for i in range(READS)])
+    wait_snapshots(agent, 2)  # drained by the tick after they completed
+    return count() - before
+
+
+def make_loop():
+    """A loop device for the sampling checks, or None (not root, no blockio)."""
+    if os.geteuid() != 0:
+        print("info: not root: the sampling checks against real IO are skipped")
+        return None
+    try:
+        return LoopDevice(TMP, size=16 << 20, name="sampled")
+    except OSError as e:
+        print(f"info: no loop device ({e}): the sampling checks against real IO are skipped")
+        return None
+
+
 def test_degrade_and_restore():
     write_config(0.01)
+    loop = make_loop()
+    try:
+        degrade_and_restore(loop)
+    finally:
+        if loop:
+            loop.close()
+
+
+def degrade_and_restore(loop):
     with Agent("--tick=100ms", config=CONFIG) as agent:
         first = state(agent)
+        check(one(first, "nodeperf_budget_sampling_ratio") == 1, "every event counted before degrading")
+        blockio = loop is not None and one(first, "nodeperf_collector_up", collector="blockio") == 1
+        if loop is not None and not blockio:
+            print("info: blockio probe not running here: the sampling checks against real IO are skipped")
         check(one(first, "nodeperf_budget_limit_ratio") == 0.0001, "limit ratio is budget.cpu / 100")
         check(one(first, "nodeperf_budget_tick_seconds") == 0.1, "tick 100ms before degrading")
         check(one(first, "nodeperf_budget_cpu_seconds_total", source="process") is not None, "process CPU exported")
@@ -95,11 +139,22 @@ def test_degrade_and_restore():
             check(one(s, "nodeperf_budget_collector_dropped", collector=c) == 1, f"{c} dropped")
             check(not series(s, "nodeperf_collector_up", collector=c), f"{c} no longer runs")
         check(one(s, "nodeperf_collector_up", collector="cpu") == 1, "cpu collector still runs")
+        check(one(s, "nodeperf_budget_sampling_ratio") == 1 / SAMPLE_ONE_IN, "high-rate probes sampled 1 in 8")
+        check(one(s, "nodeperf_budget_collector_dropped", collector="blockio") is None, "blockio is never dropped")
+        if blockio:
+            got = counted_reads(agent, loop)
+            bound = 5 * (READS * (SAMPLE_ONE_IN - 1)) ** 0.5  # 5 sd of a binomial(READS, 1/8) count, times 8
+            print(f"info: sampled 1 in {SAMPLE_ONE_IN}: {READS} reads counted as {got} "
+                  f"({100 * (got - READS) / READS:+.1f}%, 5 sd = {100 * bound / READS:.1f}%)")
+            check(got % SAMPLE_ONE_IN == 0, f"sampled read count {got} is a multiple of {SAMPLE_ONE_IN}")
+            check(abs(got - READS) <= bound, f"sampled read count {got} within {bound:.0f} of {READS}")
         log = agent.log()
         for n in range(LAST_LEVEL):
             check(f"overhead budget: level {n} -> {n + 1} (CPU " in log, f"logged level {n} -> {n + 1}")
         check("stopped: runqueue, tcp, cgroups" in log or "stopped: cgroups, runqueue, tcp" in log,
               "the last level's log line names the stopped collectors")
+        check("level 0 -> 1 (CPU " in log and "): sampling 1 in 8, tick 100ms" in log,
+              "the first level's log line says it samples")
         gaps_after = snapshot_gaps(agent)
         check(median(gaps_after) is not None and median(gaps_after) >= 0.3,
               f"snapshots ~0.4 s apart at the last level, median gap {median(gaps_after)}")
@@ -111,6 +166,10 @@ def test_degrade_and_restore():
         s = state(agent)
         check(one(s, "nodeperf_budget_limit_ratio") == 4, "reloaded budget")
         check(one(s, "nodeperf_budget_tick_seconds") == 0.1, "tick back to 100ms")
+        check(one(s, "nodeperf_budget_sampling_ratio") == 1, "every event counted again")
+        if blockio:
+            got = counted_reads(agent, loop)
+            check(got == READS, f"restored: {READS} reads counted exactly, got {got}")
         check(one(s, "nodeperf_budget_changes_total", direction="down") == LAST_LEVEL, "one change per level down")
         for c in ("runqueue", "tcp", "cgroups"):
             check(one(s, "nodeperf_budget_collector_dropped", collector=c) == 0, f"{c} restored")

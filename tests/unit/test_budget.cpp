@@ -23,17 +23,22 @@ int feed(BudgetController& b, double ratio, int seconds) {
 
 TEST_CASE("budget: the levels are taken in the documented order") {
   auto levels = budget_levels();
-  REQUIRE(levels.size() == 5);
+  REQUIRE(levels.size() == 6);
+  CHECK(levels[0].sample_one_in == 1);  // nothing degraded
   CHECK(levels[0].tick_factor == 1);
-  CHECK(levels[1].tick_factor == 2);
-  CHECK(levels[2].tick_factor == 4);
-  CHECK_FALSE(budget_drops(2, "runqueue"));
-  CHECK(budget_drops(3, "runqueue"));
-  CHECK(budget_drops(3, "tcp"));
-  CHECK_FALSE(budget_drops(3, "cgroups"));
-  CHECK(budget_drops(4, "cgroups"));
+  CHECK(levels[1].sample_one_in == 8);  // sampling first, at the same tick
+  CHECK(levels[1].tick_factor == 1);
+  CHECK(levels[2].tick_factor == 2);
+  CHECK(levels[3].tick_factor == 4);
+  for (size_t l = 1; l < levels.size(); ++l) CHECK(levels[l].sample_one_in == 8);  // kept once taken
+  CHECK_FALSE(budget_drops(3, "runqueue"));
+  CHECK(budget_drops(4, "runqueue"));
   CHECK(budget_drops(4, "tcp"));
-  CHECK_FALSE(budget_drops(4, "cpu"));
+  CHECK_FALSE(budget_drops(4, "cgroups"));
+  CHECK_FALSE(budget_drops(4, "blockio"));  // sampled, never stopped
+  CHECK(budget_drops(5, "cgroups"));
+  CHECK(budget_drops(5, "tcp"));
+  CHECK_FALSE(budget_drops(5, "cpu"));
 }
 
 TEST_CASE("budget: off never degrades") {
@@ -51,10 +56,10 @@ TEST_CASE("budget: steps up one level per window over budget, up to the last") {
   CHECK(b.moved_at_usage() == Approx(0.10));
   CHECK(feed(b, 0.10, 9) == 0);  // a new window starts at each change
   CHECK(b.level() == 1);
-  CHECK(feed(b, 0.10, 31) == 3);
-  CHECK(b.level() == 4);
+  CHECK(feed(b, 0.10, 41) == 4);
+  CHECK(b.level() == 5);
   CHECK(feed(b, 0.10, 50) == 0);  // the last level holds
-  CHECK(b.level() == 4);
+  CHECK(b.level() == 5);
 }
 
 TEST_CASE("budget: a short burst averaged over the window does not degrade") {
