@@ -191,8 +191,9 @@ def tracepoint_of(name, tp_name, tps):
 class Tool:
     """A process that loads BPF programs: a peer from libbpf-tools or the agent."""
 
-    def __init__(self, label, argv, min_links, ready_log=None, stop_sig=signal.SIGINT):
+    def __init__(self, label, argv, min_links, ready_log=None, stop_sig=signal.SIGINT, ready_timeout=READY_TIMEOUT):
         self.label = label
+        self.ready_timeout = ready_timeout
         self.argv = argv
         self.min_links = min_links
         self.ready_log = ready_log
@@ -208,7 +209,7 @@ class Tool:
             self.proc = RES.spawn(self.label, self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             out.close()
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise BenchError("%s exited with %d at start:\n%s" % (self.label, self.proc.returncode, self.output()))
@@ -220,7 +221,7 @@ class Tool:
                 return
             time.sleep(0.1)
         raise BenchError("%s did not attach %d programs within %.0f s:\n%s"
-                         % (self.label, self.min_links, READY_TIMEOUT, self.output()))
+                         % (self.label, self.min_links, self.ready_timeout, self.output()))
 
     def output(self):
         try:
@@ -243,12 +244,23 @@ def agent_bpf_collectors(nodeperf):
     return found
 
 
-def make_agent(nodeperf, collector, all_bpf, extra):
+# --sampled: a budget no agent keeps to, over a window long enough for a run
+# at the sampling level (1) before the tick stretches (level 2, 2 windows in;
+# no change per event) and the runqueue probe stops (level 4, 4 windows in).
+SAMPLED_WINDOW_S = 30
+
+
+def make_agent(nodeperf, collector, all_bpf, extra, sampled=False):
     argv = [nodeperf, "agent", "--web.listen-address=127.0.0.1:0"]
     argv += ["--no-collector." + c for c in all_bpf if c != collector]
     argv += extra
     # "listening" is logged after every collector loaded: by then its programs are attached.
-    return Tool("nodeperf", argv, 1, ready_log=r"listening on 127\.0\.0\.1:\d+", stop_sig=signal.SIGTERM)
+    ready = r"listening on 127\.0\.0\.1:\d+"
+    if sampled:
+        argv += ["--budget.cpu=0.0001", "--budget.window=%ds" % SAMPLED_WINDOW_S]
+        ready = r"overhead budget: level 0 -> 1 \(.*sampling 1 in \d+"
+    return Tool("nodeperf", argv, 1, ready_log=ready, stop_sig=signal.SIGTERM,
+                ready_timeout=READY_TIMEOUT + (2 * SAMPLED_WINDOW_S if sampled else 0))
 
 
 # --------------------------------------------------------------------------
@@ -604,6 +616,9 @@ def main():
     ap.add_argument("--biolatency-arg", action="append", default=[],
                     help="extra biolatency flag, e.g. -Q to also trace block_rq_insert (repeatable)")
     ap.add_argument("--only", choices=["sched", "block"], help="run one scenario only")
+    ap.add_argument("--sampled", action="store_true",
+                    help="measure nodeperf at the overhead budget's first level (probe events sampled 1 in 8); "
+                         "each agent start waits %d s for it" % SAMPLED_WINDOW_S)
     ap.add_argument("--reps", type=int, default=3, help="rounds per configuration (default %(default)s)")
     ap.add_argument("--cost-reps", type=int, default=3,
                     help="rounds that also measure per-event cost, the first ones (default %(default)s)")
@@ -675,7 +690,7 @@ def main():
             wl = PipeWorkload(args.cpu, args.pipe_loops)
             peer = Tool("runqlat", [args.runqlat], 3)
             through, costs = run_scenario(
-                args, wl, peer, lambda: make_agent(args.nodeperf, "runqueue", all_bpf, args.agent_arg),
+                args, wl, peer, lambda: make_agent(args.nodeperf, "runqueue", all_bpf, args.agent_arg, args.sampled),
                 SCHED_TPS, stats_old, tmpdir)
             ours, ours_tot = cost_summary(costs["nodeperf"], SCHED_TPS)
             theirs, theirs_tot = cost_summary(costs["runqlat"], SCHED_TPS)
@@ -697,7 +712,7 @@ def main():
             peer_label = "biolatency" + "".join(args.biolatency_arg).replace(" ", "")
             peer = Tool(peer_label, [args.biolatency] + args.biolatency_arg, 2)
             through, costs = run_scenario(
-                args, wl, peer, lambda: make_agent(args.nodeperf, "blockio", all_bpf, args.agent_arg),
+                args, wl, peer, lambda: make_agent(args.nodeperf, "blockio", all_bpf, args.agent_arg, args.sampled),
                 BLOCK_TPS, stats_old, tmpdir)
             ours, ours_tot = cost_summary(costs["nodeperf"], BLOCK_TPS)
             theirs, theirs_tot = cost_summary(costs[peer_label], BLOCK_TPS)
