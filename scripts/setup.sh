@@ -20,6 +20,8 @@ packages=(
   bindfs
   # eBPF tests and benchmarks: peers and load generators
   libbpf-tools bpftrace fio stress-ng linux-perf iproute2 util-linux mount e2fsprogs
+  # fault tests: the running agent's wall clock stepped (libfaketime, LD_PRELOAD)
+  faketime
   # deployment tests: manifests read in Python, validated offline with npm's
   # kubernetes-models (tests/deploy/package.json), capabilities cut with setpriv
   python3-yaml nodejs
