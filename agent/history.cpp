@@ -62,7 +62,7 @@ void History::trim() {
 }
 
 void History::add(const Snapshot& snapshot) {
-  HistoryEntry entry{snapshot.taken(), nullptr, {}};
+  HistoryEntry entry{snapshot.taken(), std::chrono::steady_clock::now(), nullptr, {}};
   entry.values.reserve(snapshot.series());
   for (const Family& f : snapshot.families()) {
     for (const Sample& s : f.samples) entry.values.push_back(s.value);

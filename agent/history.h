@@ -43,6 +43,9 @@ struct SeriesLayout {
 
 struct HistoryEntry {
   std::chrono::system_clock::time_point time;
+  // When it was added, on the steady clock: what a client takes the time
+  // between two entries from (the wall clock can be stepped).
+  std::chrono::steady_clock::time_point steady;
   std::shared_ptr<const SeriesLayout> layout;
   std::vector<double> values;  // values[i] is the value of layout->series[i]
 };

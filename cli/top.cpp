@@ -225,7 +225,7 @@ class Feed {
       before_.reset();
     } else {
       Snapshot s = parse_snapshot(client_.get("/api/v1/snapshot"));
-      if (now_ && s.time > now_->time && s.time - now_->time < 10 * s.tick_seconds + 1) {
+      if (now_ && seconds_between(*now_, s) > 0 && seconds_between(*now_, s) < 10 * s.tick_seconds + 1) {
         before_ = std::move(now_);
       } else if (!now_ || s.time != now_->time) {
         before_.reset();  // first frame, or after a gap: ask for the one before
@@ -234,12 +234,12 @@ class Feed {
     }
     if (!before_) {
       Snapshot b = parse_snapshot(client_.get(time_query(now_->time - 0.001)));
-      if (b.time < now_->time) before_ = std::move(b);
+      if (seconds_between(b, *now_) > 0) before_ = std::move(b);
     }
     window_ago_.reset();
     if (want_window) {
       Snapshot w = parse_snapshot(client_.get(time_query(now_->time - window_)));
-      if (w.time < now_->time) window_ago_ = std::move(w);
+      if (seconds_between(w, *now_) > 0) window_ago_ = std::move(w);
     }
   }
 

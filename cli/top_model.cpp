@@ -1,6 +1,7 @@
 #include "cli/top_model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 namespace nodeperf::top {
@@ -204,6 +205,7 @@ Snapshot parse_snapshot(std::string_view text) {
     json doc = json::parse(text);
     Snapshot s;
     s.time = doc.at("time").get<double>();
+    if (doc.contains("monotonic") && doc["monotonic"].is_number()) s.monotonic = doc["monotonic"].get<double>();
     s.tick_seconds = doc.value("tick_seconds", 1.0);
     s.hostname = doc.value("hostname", std::string());
     for (const json& f : doc.at("families")) {
@@ -295,12 +297,17 @@ double quantile(const Distribution& d, double q) {
   return lower;
 }
 
+double seconds_between(const Snapshot& older, const Snapshot& newer) {
+  if (std::isfinite(older.monotonic) && std::isfinite(newer.monotonic)) return newer.monotonic - older.monotonic;
+  return newer.time - older.time;
+}
+
 Model build_model(const Snapshot& now, const Snapshot* before) {
   Model m;
   m.hostname = now.hostname;
   m.time = now.time;
   m.tick_seconds = now.tick_seconds;
-  double dt = before ? now.time - before->time : kNaN;
+  double dt = before ? seconds_between(*before, now) : kNaN;
   m.elapsed = dt;
   auto counter_rate = [&](std::string_view name, const Labels& match = {}) {
     return before ? rate(before->value(name, match), now.value(name, match), dt) : kNaN;

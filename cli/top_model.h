@@ -35,6 +35,7 @@ struct RawFamily {
 // One /api/v1/snapshot document.
 struct Snapshot {
   double time = kNaN;
+  double monotonic = kNaN;  // the agent's steady clock, seconds; NaN from agents without it
   double tick_seconds = 1;
   std::string hostname;
   std::map<std::string, RawFamily, std::less<>> families;
@@ -55,6 +56,11 @@ class ParseError : public std::runtime_error {
 
 // Throws ParseError on anything that is not the documented shape.
 Snapshot parse_snapshot(std::string_view json);
+
+// Seconds from `older` to `newer`: on the agent's steady clock when both
+// have it, so that a step of the wall clock between them changes no rate;
+// else by their wall-clock times.
+double seconds_between(const Snapshot& older, const Snapshot& newer);
 
 // /api/v1/history.
 struct HistoryInfo {

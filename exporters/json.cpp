@@ -104,6 +104,8 @@ void render_snapshot_json(const HistoryEntry& entry, double tick_seconds, std::s
   out.reserve(out.size() + 256 + layout.series.size() * 96);
   out += "{\"time\":";
   append_json_number(out, unix_seconds(entry.time));
+  out += ",\"monotonic\":";
+  append_json_number(out, std::chrono::duration<double>(entry.steady.time_since_epoch()).count());
   out += ",\"tick_seconds\":";
   append_json_number(out, tick_seconds);
   out += ",\"hostname\":";

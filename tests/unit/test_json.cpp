@@ -111,8 +111,10 @@ TEST_CASE("A snapshot document lists families by name with suffixes, labels and 
   history.add(Snapshot(std::move(sink), false, at(1700000000.5)));
   std::string out;
   render_snapshot_json(history.newest(), 0.25, "node-\"1\"", out);
+  std::string monotonic;  // when it was added, on the steady clock
+  append_json_number(monotonic, std::chrono::duration<double>(history.newest().steady.time_since_epoch()).count());
   CHECK(out ==
-        "{\"time\":1700000000.5,\"tick_seconds\":0.25,\"hostname\":\"node-\\\"1\\\"\",\"families\":[\n"
+        "{\"time\":1700000000.5,\"monotonic\":" + monotonic + ",\"tick_seconds\":0.25,\"hostname\":\"node-\\\"1\\\"\",\"families\":[\n"
         "{\"name\":\"nodeperf_test_gauge\",\"type\":\"gauge\",\"help\":\"A gauge.\",\"samples\":["
         "{\"labels\":{},\"value\":1}]},\n"
         "{\"name\":\"nodeperf_test_latency_seconds\",\"type\":\"histogram\",\"help\":\"Latency.\",\"samples\":["

@@ -118,6 +118,21 @@ TEST_CASE("the model from two snapshots") {
   CHECK(std::isnan(first.disks[0].reads));
 }
 
+TEST_CASE("rates take the time between snapshots from the agent's steady clock") {
+  Snapshot before = fixture("before.json"), now = fixture("now.json");
+  before.monotonic = 5000;
+  now.monotonic = 5001;
+  now.time = before.time - 3599;  // the wall clock stepped back an hour between them
+  Model m = build_model(now, &before);
+  CHECK(m.elapsed == Approx(1));
+  CHECK(m.node.total.busy == Approx(40));
+  CHECK(m.disks[0].reads == Approx(100));
+  now.monotonic = kNaN;  // an agent without it: the wall clock, as before
+  now.time = before.time + 2;
+  CHECK(build_model(now, &before).elapsed == Approx(2));
+  CHECK(seconds_between(before, now) == Approx(2));
+}
+
 TEST_CASE("histogram differences and their quantiles") {
   Snapshot before = fixture("before.json"), now = fixture("now.json");
   auto d = histogram_delta(now, &before, "nodeperf_disk_io_latency_seconds", {{"device", "vda"}, {"op", "read"}});
