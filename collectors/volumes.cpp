@@ -341,6 +341,8 @@ struct Tracked {
   int error = 0;                         // this tick's statvfs errno
   std::optional<struct statvfs> figures; // this tick's answer
   std::optional<double> block_bytes;     // a raw block volume's size, from sysfs
+  std::string size_path;                 // sysfs: a raw block volume's device size; set with the device
+  std::string inflight_path;             // sysfs: its one device's in-flight counts, when exclusive
   bool block() const { return volume.path.kind == KubeletVolumePath::Kind::block; }
 };
 
@@ -441,6 +443,7 @@ class VolumesCollector final : public Collector {
         t.volume = std::move(v);
         t.volume.device = device_of(t.volume.mount);
         t.stat_path = host_path(host_root_, t.volume.mount.mount_point);
+        t.size_path = t.block() && t.volume.device ? block_sysfs(t.volume.device->dev, "size") : std::string();
         t.named = false;
       }
       volumes_.push_back(std::move(t));
@@ -452,6 +455,10 @@ class VolumesCollector final : public Collector {
     for (size_t i = 0; i < volumes_.size(); ++i) {
       Tracked& t = volumes_[i];
       t.attribution = routes_.attribution(i);
+      // The kernel's own in-flight count, exact when the device is the volume's alone.
+      bool one_device =
+          t.attribution == IoAttribution::exclusive && t.volume.device && t.volume.device->leaves.size() == 1;
+      t.inflight_path = one_device ? block_sysfs(t.volume.device->leaves.front(), "inflight") : std::string();
       if (t.attribution != IoAttribution::none) {
         for (uint8_t op : {NP_OP_READ, NP_OP_WRITE}) io_of(t, op);
       } else if (fs_latency_) {
@@ -548,11 +555,8 @@ class VolumesCollector final : public Collector {
         out.add(kMetrics[io_ops], static_cast<double>(io.ops), labels);
         out.add(kMetrics[io_bytes], static_cast<double>(io.bytes), labels);
       }
-      // The kernel's own count, exact when the device is the volume's alone.
-      if (t.attribution != IoAttribution::exclusive || !t.volume.device || t.volume.device->leaves.size() != 1) continue;
-      dev_t dev = t.volume.device->leaves.front();
-      auto text = read_small_file(host_path(host_root_, "sys/dev/block/" + std::to_string(major(dev)) + ":" +
-                                                            std::to_string(minor(dev)) + "/inflight"));
+      if (t.inflight_path.empty()) continue;
+      auto text = read_small_file(t.inflight_path);
       if (!text) continue;
       Fields fields(*text);
       std::string_view reads_text, writes_text;
@@ -565,6 +569,12 @@ class VolumesCollector final : public Collector {
       labels.back() = {"op", "write"};
       out.add(kMetrics[io_in_flight], static_cast<double>(*w), labels);
     }
+  }
+
+  // A file of a block device's sysfs directory, under the host root.
+  std::string block_sysfs(dev_t dev, const char* file) const {
+    return host_path(host_root_,
+                     "sys/dev/block/" + std::to_string(major(dev)) + ":" + std::to_string(minor(dev)) + "/" + file);
   }
 
   std::optional<BlockDevice> device_of(const MountEntry& m) const {
@@ -647,10 +657,8 @@ class VolumesCollector final : public Collector {
         // sysfs (512-byte sectors), which never blocks; the rest is the
         // user's file system, out of sight.
         t.block_bytes.reset();
-        if (t.volume.device) {
-          std::string sectors = host_path(host_root_, "sys/dev/block/" + std::to_string(major(t.volume.device->dev)) +
-                                                          ":" + std::to_string(minor(t.volume.device->dev)) + "/size");
-          if (auto text = read_small_file(sectors); text && parse_u64(*text)) {
+        if (!t.size_path.empty()) {
+          if (auto text = read_small_file(t.size_path); text && parse_u64(*text)) {
             t.block_bytes = static_cast<double>(*parse_u64(*text)) * 512;
           }
         }
