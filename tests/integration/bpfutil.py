@@ -290,6 +290,41 @@ def timed_direct_io(path, ops, block=4096):
     return out
 
 
+# ---------------------------------------------------------------- network namespaces
+
+class VethPair:
+    """Two network namespaces made by the test, joined by a veth pair
+    (dev_a in ns_a, dev_b in ns_b) with one /24 address each, links and lo
+    up. Traffic between addr_a and addr_b never leaves them. close()
+    deletes both namespaces, and the pair with them."""
+
+    def __init__(self, ns_a, ns_b, dev_a, dev_b, addr_a, addr_b):
+        self.namespaces = []
+        try:
+            for ns in (ns_a, ns_b):
+                _ip("netns", "add", ns)
+                self.namespaces.append(ns)
+            _ip("link", "add", dev_a, "netns", ns_a, "type", "veth", "peer", "name", dev_b, "netns", ns_b)
+            for ns, dev, addr in ((ns_a, dev_a, addr_a), (ns_b, dev_b, addr_b)):
+                _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
+                _ip("-n", ns, "link", "set", dev, "up")
+                _ip("-n", ns, "link", "set", "lo", "up")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        for ns in self.namespaces:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.namespaces = []
+
+
+def _ip(*args):
+    r = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=20)
+    if r.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: exit {r.returncode}: {r.stderr.strip()}")
+
+
 # ---------------------------------------------------------------- cgroup v2
 
 def cgroup2_root():

@@ -292,17 +292,10 @@ def main():
     started = time.monotonic()
     agent = server = cgroup = None
     clients = []
-    namespaces = []
+    net = None
     try:
         cgroup = bpfutil.Cgroup(root, f"nodeperf-tcp-{PID}")
-        for ns in (NS_A, NS_B):
-            run("ip", "netns", "add", ns)
-            namespaces.append(ns)
-        run("ip", "link", "add", DEV_A, "netns", NS_A, "type", "veth", "peer", "name", DEV_B, "netns", NS_B)
-        for ns, dev, addr in ((NS_A, DEV_A, ADDR_A), (NS_B, DEV_B, ADDR_B)):
-            run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            run("ip", "-n", ns, "link", "set", dev, "up")
-            run("ip", "-n", ns, "link", "set", "lo", "up")
+        net = bpfutil.VethPair(NS_A, NS_B, DEV_A, DEV_B, ADDR_A, ADDR_B)
         try:
             run("tc", "-n", NS_A, "qdisc", "add", "dev", DEV_A, "root", "tbf", "rate", "2mbit", "burst", "16kbit",
                 "latency", "200ms")
@@ -494,8 +487,8 @@ def main():
             server.kill()
         if agent:
             agent.stop()
-        for ns in namespaces:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        if net:
+            net.close()
         if cgroup:
             cgroup.close()
     print(f"run time {time.monotonic() - started:.1f} s")

@@ -449,7 +449,7 @@ def main():
     tmp = tempfile.TemporaryDirectory(prefix="nodeperf-soak-")
     agent = tree = loop = churner = server = None
     procs = []
-    namespaces = []
+    net = None
     scraper_out = os.path.join(tmp.name, "scraper.json")
     try:
         # ---- setup: cgroups, a loop device, two namespaces joined by a veth pair
@@ -457,14 +457,7 @@ def main():
         for leaf in ("cpu", "io", "tcp"):
             tree.mkdir(f"{tree.label}/{leaf}")
         loop = bpfutil.LoopDevice(tmp.name, size=64 << 20, name="soak")
-        for ns in (NS_A, NS_B):
-            run("ip", "netns", "add", ns)
-            namespaces.append(ns)
-        run("ip", "link", "add", DEV_A, "netns", NS_A, "type", "veth", "peer", "name", DEV_B, "netns", NS_B)
-        for ns, dev, addr in ((NS_A, DEV_A, ADDR_A), (NS_B, DEV_B, ADDR_B)):
-            run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
-            run("ip", "-n", ns, "link", "set", dev, "up")
-            run("ip", "-n", ns, "link", "set", "lo", "up")
+        net = bpfutil.VethPair(NS_A, NS_B, DEV_A, DEV_B, ADDR_A, ADDR_B)
         print(f"soak: {SOAK_SECONDS:.0f} s of load, warm-up {warmup:.0f} s, samples every {SAMPLE_EVERY:.0f} s; "
               f"hierarchies {', '.join(roots)}; {loop.path} (direct IO {loop.direct_io}); "
               f"{NS_A} {ADDR_A} <-> {NS_B} {ADDR_B}")
@@ -704,8 +697,8 @@ def main():
         bpfutil.kill_all(procs)
         if agent:
             agent.stop()
-        for ns in namespaces:
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        if net:
+            net.close()
         if tree:
             tree.cleanup()
         if loop:
