@@ -9,6 +9,7 @@ As root, the sampling is checked against real IO: 4003 O_DIRECT reads of a
 loop device the test makes, at the last level, must come out of the
 sampled blockio probe as a multiple of 8 (each counted read stands for 8)
 within 5 standard deviations of 4003; the same reads once restored, exactly.
+And the run-queue probe's count grows by multiples of 8 while it samples.
 As root, the BPF side: while this script holds a BPF_ENABLE_STATS
 descriptor (a few seconds; the kernel then counts every program's run time,
 which is all it changes), the agent sees stats on and counts its programs'
@@ -35,10 +36,10 @@ SAMPLE_ONE_IN = 8
 READS = 4003  # not a multiple of 8: a count scaled by 8 never equals it
 
 
-def write_config(cpu):
+def write_config(cpu, window="1s"):
     tmp = CONFIG + ".new"
     with open(tmp, "w") as f:
-        f.write(f"budget:\n  cpu: {cpu}\n  window: 1s\n")
+        f.write(f"budget:\n  cpu: {cpu}\n  window: {window}\n")
     os.replace(tmp, CONFIG)
 
 
@@ -188,6 +189,32 @@ def degrade_and_restore(loop):
               f"restored {median(gaps_restored)}")
 
 
+def test_runqueue_sampled():
+    """Between two scrapes at a sampling level (1 to 3: the runqueue probe
+    still runs), its counts grow by multiples of 8 only."""
+    if os.geteuid() != 0:
+        print("info: not root: runqueue sampling check skipped")
+        return
+    write_config(0.01, window="3s")
+    with Agent("--tick=100ms", config=CONFIG) as agent:
+        if one(state(agent), "nodeperf_collector_up", collector="runqueue") != 1:
+            print("info: runqueue probe not running here: its sampling check skipped")
+            return
+        wait_until(lambda: one(state(agent), "nodeperf_budget_sampling_ratio") == 1 / SAMPLE_ONE_IN, timeout=20,
+                   what="sampling")
+        count = lambda s: one(s, "nodeperf_runqueue_latency_seconds_count")  # noqa: E731
+        first = state(agent)
+        time.sleep(1.5)
+        second = state(agent)
+        levels = (one(first, "nodeperf_budget_level"), one(second, "nodeperf_budget_level"))
+        if max(levels) > 3:
+            print(f"info: levels {levels}: the runqueue probe stopped meanwhile, check skipped")
+            return
+        grew = count(second) - count(first)
+        print(f"info: runqueue events counted in 1.5 s while sampling 1 in {SAMPLE_ONE_IN}: {grew:.0f}")
+        check(grew > 0 and grew % SAMPLE_ONE_IN == 0, f"runqueue count grew by {grew}, a multiple of 8")
+
+
 def test_off_restores_at_once():
     write_config(0.01)
     with Agent("--tick=100ms", config=CONFIG) as agent:
@@ -235,5 +262,6 @@ def test_bpf_time_counted_when_stats_on():
         check(True, "BPF run time counted while stats are on")
 
 
-checks.run(test_degrade_and_restore, test_off_restores_at_once, test_bpf_time_counted_when_stats_on)
+checks.run(test_degrade_and_restore, test_runqueue_sampled, test_off_restores_at_once,
+           test_bpf_time_counted_when_stats_on)
 checks.done()
