@@ -67,6 +67,9 @@ struct request {
 	struct block_device *part; /* the partition (or whole disk) written to; may be NULL */
 	unsigned int cmd_flags;    /* the op in the low REQ_OP_BITS bits */
 	unsigned int __data_len;
+	int tag;                   /* its slot in the hardware queue's tag set */
+	__u64 __sector;            /* where it starts */
+	__u64 start_time_ns;       /* when it was allocated; 0 where the kernel takes no time stamps */
 };
 
 struct request___pre_5_17 {

@@ -19,4 +19,15 @@ static __always_inline bool np_sampled_out(void)
 	return mask && (bpf_get_prandom_u32() & mask);
 }
 
+/* The same, decided by a key instead of at random: the same answer for the
+ * same key, at every event of one object's life (a request's insert, issue
+ * and completion), so that it is followed whole or not at all. The key's
+ * low bits must vary between objects (a time stamp in ns does): bits 48 and
+ * up of its Fibonacci hash pick, and they depend on key bits 0 to 50 only. */
+static __always_inline bool np_sampled_out_by(__u64 key)
+{
+	__u32 mask = np_sample_mask;
+	return mask && (((key * 0x9E3779B97F4A7C15ull) >> 48) & mask);
+}
+
 #endif
