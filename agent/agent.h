@@ -65,6 +65,8 @@ class Agent {
   std::chrono::milliseconds effective_tick() const;
   // Feeds this tick's CPU to the budget and applies a level change.
   void measure_budget();
+  // Hands freed memory back to the kernel after the heap in use fell a lot.
+  void return_freed_memory();
   // Counts and logs a level change from `before`; rebuilds the collectors if `rebuild`.
   void budget_level_changed(unsigned before, bool rebuild);
   void add_budget_metrics(SampleSink& sink) const;
@@ -91,6 +93,7 @@ class Agent {
   std::string hostname_;
   std::chrono::steady_clock::time_point next_tick_;
   std::chrono::steady_clock::time_point last_tick_done_;
+  size_t heap_high_ = 0;  // the most heap in use at the end of a tick since the last trim
 
   // Modification times of the certificate, key and client CA files served
   // with, to pick up a rotation without a SIGHUP.

@@ -6,6 +6,13 @@
 
 namespace nodeperf {
 
+size_t heap_block(size_t n) {
+  if (n == 0) return 0;
+  return std::max<size_t>(32, (n + 8 + 15) & ~size_t{15});
+}
+
+size_t HistoryEntry::bytes() const { return sizeof(HistoryEntry) + heap_block(values.capacity() * sizeof(double)); }
+
 SeriesLayout::SeriesLayout(const Snapshot& snapshot) {
   series.reserve(snapshot.series());
   for (const nodeperf::Family& f : snapshot.families()) {  // not SeriesLayout::Family
@@ -14,8 +21,11 @@ SeriesLayout::SeriesLayout(const Snapshot& snapshot) {
     for (const Sample& s : f.samples) series.push_back({s.suffix, s.labels});
   }
   // A string's characters are on the heap past the short-string buffer.
-  auto heap = [](const std::string& s) { return s.capacity() > 15 ? s.capacity() + 1 : 0; };
-  bytes = sizeof(*this) + families.capacity() * sizeof(Family) + series.capacity() * sizeof(Series);
+  auto heap = [](const std::string& s) { return s.capacity() > 15 ? heap_block(s.capacity() + 1) : 0; };
+  // The layout and its shared_ptr's control block (a vtable pointer and two
+  // counts) are one block: History::add makes it with make_shared.
+  bytes = heap_block(sizeof(*this) + 16) + heap_block(families.capacity() * sizeof(Family)) +
+          heap_block(series.capacity() * sizeof(Series));
   for (const Family& f : families) bytes += heap(f.name);
   for (const Series& s : series) bytes += heap(s.labels);
 }
@@ -54,7 +64,7 @@ void History::set_capacity(size_t capacity) {
 void History::trim() {
   while (entries_.size() > capacity_ || (bytes_ > max_bytes_ && entries_.size() > 1)) {
     const HistoryEntry& oldest = entries_.front();
-    bytes_ -= oldest.values.size() * sizeof(double);
+    bytes_ -= oldest.bytes();
     // Entries sharing a layout are consecutive: it goes with the last of them.
     if (entries_.size() == 1 || entries_[1].layout != oldest.layout) bytes_ -= oldest.layout->bytes;
     entries_.pop_front();
@@ -74,7 +84,7 @@ void History::add(const Snapshot& snapshot) {
     entry.layout = std::make_shared<const SeriesLayout>(snapshot);
     bytes_ += entry.layout->bytes;
   }
-  bytes_ += entry.values.size() * sizeof(double);
+  bytes_ += entry.bytes();
   entries_.push_back(std::move(entry));
   trim();
 }
