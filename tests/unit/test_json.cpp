@@ -168,7 +168,7 @@ TEST_CASE("The history ring keeps the newest entries and drops the oldest") {
 
 TEST_CASE("The history ring keeps its values under the byte cap, and always the newest") {
   // Room for three one-series entries and the layout they share.
-  const HistoryEntry one{at(0), nullptr, {0.0}};
+  const HistoryEntry one{at(0), {}, nullptr, {0.0}};
   History history(100, SeriesLayout(snapshot(0, 0)).bytes + 3 * one.bytes());
   for (int i = 0; i < 5; ++i) history.add(snapshot(100 + i, i));
   REQUIRE(history.size() == 3);
