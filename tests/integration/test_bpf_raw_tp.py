@@ -5,7 +5,8 @@ against them unchanged (exact counts per device and op, quantiles against
 bpftrace, run-queue waits equal to the kernel's schedstat, side by side
 with runqlat, TCP RTT against ss), and so does the volume IO test (block
 requests per volume, and the file-system latency probe's raw_tp twins on a
-FUSE volume). Root only; about 65 s."""
+FUSE volume), and the budget test (the probes' sampling: real reads
+counted through the sampled block probe). Root only; about 100 s."""
 
 import os
 import re
@@ -18,7 +19,7 @@ import bpfutil  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBES = ("blockio", "runqueue", "tcp")
-TESTS = ("test_bpf_blockio.py", "test_bpf_runqueue.py", "test_bpf_tcp.py", "test_volume_io.py")
+TESTS = ("test_bpf_blockio.py", "test_bpf_runqueue.py", "test_bpf_tcp.py", "test_volume_io.py", "test_budget.py")
 
 
 def main():
