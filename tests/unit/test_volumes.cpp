@@ -401,6 +401,36 @@ TEST_CASE("statvfs pool: past max_threads, queued calls are withdrawn at the dea
   CHECK(gate->until_returned());
 }
 
+TEST_CASE("statvfs pool: destroyed while a call runs past the deadline, the call finishes on its own") {
+  // The collector's case at the agent's exit or a reload with a hung mount:
+  // the pool goes without waiting, its stuck thread returns later, and
+  // must then touch nothing the pool's owner had.
+  auto gate = std::make_shared<Gate>();
+  auto call = [gate](const std::string&, struct statvfs* out) {
+    gate->hold();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // and returns well after the pool went
+    out->f_blocks = 1;
+    ++gate->returned;
+    return 0;
+  };
+  auto job = std::make_shared<StatfsPool::Job>();
+  job->path = "/slow";
+  {
+    StatfsPool pool(1, 1, call);
+    pool.submit(std::span(&job, 1));
+    REQUIRE(gate->until_started(1));
+    auto before = StatfsPool::Clock::now();
+    pool.wait(std::span(&job, 1), before + std::chrono::milliseconds(10));
+    CHECK(StatfsPool::Clock::now() - before >= std::chrono::milliseconds(10));
+    CHECK(pool.state(*job) == StatfsPool::State::running);
+    CHECK(pool.threads() == 1);
+  }  // the destructor never blocks on a running call
+  CHECK(gate->returned == 0);
+  gate->open();
+  CHECK(gate->until_returned());
+  CHECK(gate->returned == 1);
+}
+
 namespace {
 
 struct FakeHost {
