@@ -25,7 +25,9 @@ class StatfsPool {
  public:
   using Clock = std::chrono::steady_clock;
   // The call made on the pool's threads: statvfs(2) unless a test gives
-  // another. Returns 0 or an errno.
+  // another. Returns 0 or an errno. The threads keep a copy of it, and one
+  // in a call when the pool is destroyed carries on: the call must own or
+  // share (shared_ptr) whatever it uses, never refer to its caller's locals.
   using Call = std::function<int(const std::string& path, struct statvfs* out)>;
 
   struct Job {

@@ -290,16 +290,50 @@ TEST_CASE("claims: by the pod's volume name, or the one claim left") {
   CHECK(claims_for_pod(pod, {"pvc-1", "logs"}) == std::vector<std::string>{"data-claim", "logs-claim"});
 }
 
-TEST_CASE("statvfs pool: a hung call keeps one thread and the others are still served") {
+namespace {
+
+// What a test's StatfsPool::Call works with. The pool's threads keep the
+// call (and a call still running at the pool's destruction runs on): it
+// must share this, never refer to the test's locals, or a thread that
+// wakes after the test case returned works on a dead stack frame (the
+// next test case's locals, on a loaded machine).
+struct Gate {
   std::mutex m;
   std::condition_variable cv;
   bool release = false;
-  std::atomic<int> hung_calls{0};
-  auto call = [&](const std::string& path, struct statvfs* out) {
+  std::atomic<int> started{0}, returned{0};
+
+  // Blocks the calling pool thread until open().
+  void hold() {
+    ++started;
+    std::unique_lock lock(m);
+    cv.wait(lock, [&] { return release; });
+  }
+  void open() {
+    {
+      std::lock_guard lock(m);
+      release = true;
+    }
+    cv.notify_all();
+  }
+  // Waits (bounded) until n calls started, or until every started call returned.
+  bool until_started(int n) { return until([&] { return started >= n; }) && started == n; }
+  bool until_returned() { return until([&] { return returned == started; }); }
+  template <typename Pred>
+  static bool until(Pred pred) {
+    for (int i = 0; i < 2000 && !pred(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    return pred();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("statvfs pool: a hung call keeps one thread and the others are still served") {
+  auto gate = std::make_shared<Gate>();
+  auto call = [gate](const std::string& path, struct statvfs* out) {
     if (path == "/hung") {
-      ++hung_calls;
-      std::unique_lock lock(m);
-      cv.wait(lock, [&] { return release; });
+      gate->hold();
+      ++gate->returned;
       return EIO;
     }
     out->f_blocks = path.size();
@@ -314,8 +348,7 @@ TEST_CASE("statvfs pool: a hung call keeps one thread and the others are still s
     // worker may take longer than a tick's deadline to pick it up, and a job
     // still queued at the deadline is withdrawn.
     pool.submit(std::span(&hung, 1));
-    for (int i = 0; i < 1000 && hung_calls == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    REQUIRE(hung_calls == 1);
+    REQUIRE(gate->until_started(1));
     for (int tick = 0; tick < 20; ++tick) {
       std::vector<std::shared_ptr<StatfsPool::Job>> jobs;  // the collector never re-asks a running job
       for (int i = 0; i < 5; ++i) {
@@ -332,12 +365,8 @@ TEST_CASE("statvfs pool: a hung call keeps one thread and the others are still s
       CHECK(pool.state(*hung) == State::running);
       CHECK(pool.threads() <= 3);  // two workers and the stuck one
     }
-    CHECK(hung_calls == 1);
-    {
-      std::lock_guard lock(m);
-      release = true;
-    }
-    cv.notify_all();
+    CHECK(gate->started == 1);
+    gate->open();
     for (int i = 0; i < 200 && pool.state(*hung) != State::finished; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
@@ -347,40 +376,59 @@ TEST_CASE("statvfs pool: a hung call keeps one thread and the others are still s
 }
 
 TEST_CASE("statvfs pool: past max_threads, queued calls are withdrawn at the deadline") {
-  std::mutex m;
-  std::condition_variable cv;
-  bool release = false;
-  std::atomic<int> started{0};
-  auto call = [&](const std::string&, struct statvfs*) {
-    ++started;
-    std::unique_lock lock(m);
-    cv.wait(lock, [&] { return release; });
+  auto gate = std::make_shared<Gate>();
+  auto call = [gate](const std::string&, struct statvfs*) {
+    gate->hold();
+    ++gate->returned;
     return 0;
-  };
-  // Waits (bounded) until n calls run, so a loaded machine's slow thread
-  // start-up cannot make the deadline withdraw a job the test means to run.
-  auto until_started = [&](int n) {
-    for (int i = 0; i < 1000 && started < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    REQUIRE(started == n);
   };
   StatfsPool pool(1, 2, call);
   std::vector<std::shared_ptr<StatfsPool::Job>> jobs;
   for (int i = 0; i < 4; ++i) jobs.push_back(std::make_shared<StatfsPool::Job>());
+  // Waits until the calls run, so a loaded machine's slow thread start-up
+  // cannot make the deadline withdraw a job the test means to run.
   pool.submit(std::span(jobs).first(1));
-  until_started(1);
+  REQUIRE(gate->until_started(1));
   pool.wait(std::span(jobs).first(1), StatfsPool::Clock::now() + std::chrono::milliseconds(20));
   pool.submit(std::span(jobs).subspan(1));
-  until_started(2);
+  REQUIRE(gate->until_started(2));
   pool.wait(std::span(jobs).subspan(1), StatfsPool::Clock::now() + std::chrono::milliseconds(20));
   CHECK(pool.threads() == 2);
   size_t waiting = 0;
   for (auto& j : jobs) waiting += pool.state(*j) == StatfsPool::State::waiting;
   CHECK(waiting == 2);
+  gate->open();
+  CHECK(gate->until_returned());
+}
+
+TEST_CASE("statvfs pool: destroyed while a call runs past the deadline, the call finishes on its own") {
+  // The collector's case at the agent's exit or a reload with a hung mount:
+  // the pool goes without waiting, its stuck thread returns later, and
+  // must then touch nothing the pool's owner had.
+  auto gate = std::make_shared<Gate>();
+  auto call = [gate](const std::string&, struct statvfs* out) {
+    gate->hold();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // and returns well after the pool went
+    out->f_blocks = 1;
+    ++gate->returned;
+    return 0;
+  };
+  auto job = std::make_shared<StatfsPool::Job>();
+  job->path = "/slow";
   {
-    std::lock_guard lock(m);
-    release = true;
-  }
-  cv.notify_all();
+    StatfsPool pool(1, 1, call);
+    pool.submit(std::span(&job, 1));
+    REQUIRE(gate->until_started(1));
+    auto before = StatfsPool::Clock::now();
+    pool.wait(std::span(&job, 1), before + std::chrono::milliseconds(10));
+    CHECK(StatfsPool::Clock::now() - before >= std::chrono::milliseconds(10));
+    CHECK(pool.state(*job) == StatfsPool::State::running);
+    CHECK(pool.threads() == 1);
+  }  // the destructor never blocks on a running call
+  CHECK(gate->returned == 0);
+  gate->open();
+  CHECK(gate->until_returned());
+  CHECK(gate->returned == 1);
 }
 
 namespace {
