@@ -225,7 +225,8 @@ class Feed {
       before_.reset();
     } else {
       Snapshot s = parse_snapshot(client_.get("/api/v1/snapshot"));
-      if (now_ && seconds_between(*now_, s) > 0 && seconds_between(*now_, s) < 10 * s.tick_seconds + 1) {
+      double gap = now_ ? seconds_between(*now_, s) : 0;
+      if (gap > 0 && gap < 10 * s.tick_seconds + 1) {
         before_ = std::move(now_);
       } else if (!now_ || s.time != now_->time) {
         before_.reset();  // first frame, or after a gap: ask for the one before

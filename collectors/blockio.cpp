@@ -152,8 +152,7 @@ class BlockioCollector final : public Collector {
     for (auto it = series_.begin(); it != series_.end();) {
       if (it == series_.begin() || it->first.first != dev) {
         dev = it->first.first;
-        std::string path = "sys/dev/block/" + std::to_string(dev >> 20) + ":" + std::to_string(dev & ((1u << 20) - 1));
-        gone = ::access(host_path(host_root_, path).c_str(), F_OK) != 0;
+        gone = ::access(block_sysfs_dir(host_root_, dev >> 20, dev & ((1u << 20) - 1)).c_str(), F_OK) != 0;
         if (gone) {  // a new device may get its number: name and disk looked up again
           names_.erase(dev);
           std::erase_if(disks_, [&](const auto& kv) { return kv.first == dev || kv.second == dev; });

@@ -158,10 +158,13 @@ std::optional<BlockDevice> resolve_dir(const std::string& host_root, const std::
 
 }  // namespace
 
+std::string block_sysfs_dir(const std::string& host_root, unsigned major, unsigned minor) {
+  return host_path(host_root, "sys/dev/block/" + std::to_string(major) + ":" + std::to_string(minor));
+}
+
 std::optional<BlockDevice> resolve_block_device(const std::string& host_root, unsigned major, unsigned minor) {
   if (major == 0) return std::nullopt;  // anonymous devices: tmpfs, NFS, overlay, FUSE
-  return resolve_dir(host_root,
-                     host_path(host_root, "sys/dev/block/" + std::to_string(major) + ":" + std::to_string(minor)), 0);
+  return resolve_dir(host_root, block_sysfs_dir(host_root, major, minor), 0);
 }
 
 std::optional<BlockDevice> resolve_block_device(const std::string& host_root, std::string_view name) {
@@ -573,8 +576,7 @@ class VolumesCollector final : public Collector {
 
   // A file of a block device's sysfs directory, under the host root.
   std::string block_sysfs(dev_t dev, const char* file) const {
-    return host_path(host_root_,
-                     "sys/dev/block/" + std::to_string(major(dev)) + ":" + std::to_string(minor(dev)) + "/" + file);
+    return block_sysfs_dir(host_root_, major(dev), minor(dev)) + "/" + file;
   }
 
   std::optional<BlockDevice> device_of(const MountEntry& m) const {

@@ -38,6 +38,9 @@ struct BlockDevice {
   std::vector<dev_t> leaves;
 };
 
+// A block device's sysfs directory under the host root: sys/dev/block/M:m.
+std::string block_sysfs_dir(const std::string& host_root, unsigned major, unsigned minor);
+
 // The device with this number, or nullopt if sysfs does not know it (no
 // block device: tmpfs, NFS, overlay, FUSE have 0:N numbers).
 std::optional<BlockDevice> resolve_block_device(const std::string& host_root, unsigned major, unsigned minor);
